@@ -1,0 +1,93 @@
+"""Command line: `python -m app serve --policy PATH`, `python -m app check PATH`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app.errors import PolicyFileError
+from app.policy import load_policy
+from app.scope import Context
+from app.settings import Settings
+
+log = logging.getLogger("nowgate")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors(include_url=False, include_input=False)
+        )
+        raise SystemExit(f"nowgate: invalid settings: {problems}") from None
+
+
+def _check(path: Path) -> int:
+    try:
+        policy = load_policy(path, Context)
+    except PolicyFileError as error:
+        print(f"nowgate: policy refused: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{path}: ok ({len(policy.functions)} functions, "
+        f"{len(policy.client_functions)} client functions, "
+        f"{len(policy.variables)} client-writable variables)"
+    )
+    return 0
+
+
+def _serve(policy_path: Path, host: str, port: int) -> int:
+    import uvicorn
+
+    from app.application import create_app
+
+    settings = _settings()
+    try:
+        policy = load_policy(policy_path, Context)
+    except PolicyFileError as error:
+        print(f"nowgate: policy refused: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not settings.secret_keys:
+        log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
+    app = create_app(settings, policy)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_timeout,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Handler modules named in policies are imported relative to the working directory.
+    sys.path.insert(0, os.getcwd())
+    parser = argparse.ArgumentParser(prog="python -m app", description="nowgate gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--policy", type=Path, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    check = commands.add_parser("check", help="validate a policy against its handlers")
+    check.add_argument("policy", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(args.policy)
+    return _serve(args.policy, args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The WebSocket route: the only code that awaits the socket.
+
+Three tasks per connection: the reader (frames -> session), the writer (outbox -> socket)
+and the session's worker (calls, in order). Whichever of reader and writer ends first ends
+the connection; the session then cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.auth import Handshake
+from app.errors import CloseConnection, PolicyViolation, TryAgainLater, UnsupportedData
+from app.fanout import Outbox
+from app.hub import Hub
+from app.origin import origin_allowed, own_origin
+from app.session import Session, State
+
+log = logging.getLogger("nowgate.endpoint")
+
+WRITER_FLUSH_SECONDS = 2.0
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    settings = hub.settings
+    address = websocket.client.host if websocket.client else "unknown"
+    origin = websocket.headers.get("origin")
+    same_origin = own_origin(websocket.url.scheme, websocket.headers.get("host"))
+    if not origin_allowed(
+        origin, settings.allowed_origins, same_origin, settings.missing_origin_allowed
+    ):
+        log.warning("refused a WebSocket handshake from %s: origin not allowed", address)
+        await websocket.close(code=1008)  # before accept(): the handshake gets HTTP 403
+        return
+    retry_after = await hub.limiter.retry_after(hub.connect_rate, "connect", address)
+    await websocket.accept()
+    if retry_after is not None:
+        log.warning("refused a connection from %s: connection rate exceeded", address)
+        await websocket.close(1013, "Too many connections from this address")
+        return
+
+    outbox = Outbox(settings.send_queue_limit)
+    handshake = Handshake(address, dict(websocket.headers), dict(websocket.cookies))
+    session = Session(hub, handshake, outbox)
+    writer = asyncio.create_task(_write(websocket, outbox))
+    reader = asyncio.create_task(_read(websocket, session, settings.hello_timeout))
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not writer.done():
+            # The reader ended: let the writer flush what is queued and send the close.
+            if not outbox.closing:
+                outbox.close(CloseConnection("Connection ended"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), WRITER_FLUSH_SECONDS)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+        await session.finish()
+
+
+async def _read(websocket: WebSocket, session: Session, hello_timeout: float) -> None:
+    worker: asyncio.Task[None] | None = None
+    try:
+        try:
+            first = await asyncio.wait_for(websocket.receive(), hello_timeout)
+        except TimeoutError:
+            session.close(PolicyViolation("No now.hello in time"))
+            return
+        text = _text_of(first, session)
+        if text is None:
+            return
+        await session.hello(text)
+        if session.state is not State.OPEN:
+            return
+        worker = asyncio.create_task(session.work())
+        while session.state is State.OPEN:
+            text = _text_of(await websocket.receive(), session)
+            if text is None:
+                return
+            await session.receive(text)
+    except WebSocketDisconnect:
+        return
+    finally:
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+
+def _text_of(message: MutableMapping[str, Any], session: Session) -> str | None:
+    """The text of a frame; None (the connection is ending) for a disconnect or binary frame."""
+    if message["type"] == "websocket.disconnect":
+        session.state = State.CLOSED
+        return None
+    text = message.get("text")
+    if isinstance(text, str):
+        return text
+    session.close(UnsupportedData())
+    return None
+
+
+async def _write(websocket: WebSocket, outbox: Outbox) -> None:
+    try:
+        while batch := await outbox.next_batch():
+            for frame in batch:
+                await websocket.send_text(frame)
+        error = outbox.close_error or TryAgainLater()
+        await websocket.close(error.close_code, error.reason)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        # The peer is gone (or the socket already closed): nothing left to deliver.
+        return

@@ -1,0 +1,82 @@
+"""Outbound delivery: one bounded queue per client, and broadcasts encoded once.
+
+`Outbox.put()` never waits. A client that stops reading fills its own queue and is then
+closed with 1013; the sender and every other receiver are unaffected, which is the price:
+a slow client loses its connection rather than slowing the broadcast (as websockets'
+`broadcast()` does). Memory per client is bounded by `send_queue_limit` frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from pydantic_core import to_jsonable_python
+
+from app.errors import CloseConnection, TryAgainLater
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Encode an outbound message; pydantic models and dataclasses become plain JSON."""
+    return orjson.dumps(message, default=_jsonable).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    return to_jsonable_python(value)
+
+
+class Outbox:
+    __slots__ = ("_frames", "_limit", "_wakeup", "close_error", "dropped")
+
+    def __init__(self, limit: int) -> None:
+        self._frames: deque[str] = deque()
+        self._limit = limit
+        self._wakeup = asyncio.Event()
+        self.close_error: CloseConnection | None = None
+        self.dropped = 0
+
+    def put(self, frame: str) -> bool:
+        """Queue a frame; False if the client is closing or its queue just overflowed."""
+        if self.close_error is not None:
+            return False
+        if len(self._frames) >= self._limit:
+            self.dropped += 1
+            self._frames.clear()  # nothing more is sent to a client that is being dropped
+            self.close(TryAgainLater("Send queue full: the client reads too slowly"))
+            return False
+        self._frames.append(frame)
+        self._wakeup.set()
+        return True
+
+    def close(self, error: CloseConnection) -> None:
+        """Ask the writer to send what is queued, then close with the error's code."""
+        if self.close_error is None:
+            self.close_error = error
+            self._wakeup.set()
+
+    @property
+    def closing(self) -> bool:
+        return self.close_error is not None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    async def next_batch(self) -> list[str]:
+        """Wait for frames; an empty batch means: close now with `close_error`."""
+        while not self._frames and self.close_error is None:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = list(self._frames)
+        self._frames.clear()
+        return batch
+
+
+def fan_out(frame: str, outboxes: Iterable[Outbox]) -> int:
+    """Queue one encoded frame to many clients; returns how many accepted it."""
+    delivered = 0
+    for outbox in outboxes:
+        delivered += outbox.put(frame)
+    return delivered

@@ -1,0 +1,128 @@
+"""The gateway's shared state and the operations handlers reach clients with.
+
+One Hub per process: the connected peers and their groups, the shared variables, the token
+signer and the rate limiter. Outbound messages are encoded once and queued to each
+receiver's bounded outbox; nothing here waits on a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import limits
+
+from app.errors import ClientCallError
+from app.fanout import encode, fan_out
+from app.identity import IdentitySigner
+from app.policy import Policy
+from app.ratelimit import RateLimiter
+from app.registry import Peer, Registry
+from app.settings import Settings
+from app.variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore, check_path
+
+log = logging.getLogger("nowgate.hub")
+
+
+def notification(method: str, params: Any) -> str:
+    return encode({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+class Hub:
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.registry = Registry()
+        self.variables = VariableStore()
+        self.signer = IdentitySigner(settings.signing_keys(), settings.token_max_age)
+        self.limiter = RateLimiter(settings.rate_limit_storage)
+        self.connection_rate = limits.parse(settings.connection_rate)
+        self.connect_rate = limits.parse(settings.connect_rate_per_address)
+
+    def _client_function(self, function: str) -> None:
+        if function not in self.policy.client_functions:
+            raise ValueError(f"{function!r} is not a client function of the policy")
+
+    def notify(self, peers: Iterable[Peer], function: str, args: tuple[Any, ...]) -> int:
+        """Call a client function on many peers without awaiting answers; one encode."""
+        self._client_function(function)
+        frame = notification(function, list(args))
+        return fan_out(frame, (peer.outbox for peer in peers))
+
+    async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
+        """Call a client function on one peer and await its validated answer."""
+        self._client_function(function)
+        declared = self.policy.client_functions[function]
+        call_id, answer = peer.pending.open(declared.result)
+        frame = encode({"jsonrpc": "2.0", "id": call_id, "method": function, "params": list(args)})
+        if not peer.outbox.put(frame):
+            peer.pending.forget(call_id)
+            raise ClientCallError("the client is disconnecting")
+        timeout = declared.timeout or self.settings.call_timeout
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            raise ClientCallError(f"no answer from the client within {timeout:g} s") from None
+        finally:
+            peer.pending.forget(call_id)
+
+    # Variables ------------------------------------------------------------------------
+
+    def set_variable(self, scope: str, path: str, value: Any, client_id: str | None = None) -> None:
+        check_path(path)
+        # Encode first: a value that cannot be sent must not be stored either.
+        frame = notification("now.set", {"scope": scope, "path": path, "value": value})
+        self.variables.scope(scope, client_id)[path] = value
+        fan_out(frame, (peer.outbox for peer in self._scope_members(scope, client_id)))
+
+    def delete_variable(self, scope: str, path: str, client_id: str | None = None) -> None:
+        check_path(path)
+        if self.variables.scope(scope, client_id).pop(path, _MISSING) is _MISSING:
+            return
+        frame = notification("now.del", {"scope": scope, "path": path})
+        fan_out(frame, (peer.outbox for peer in self._scope_members(scope, client_id)))
+
+    def _scope_members(self, scope: str, client_id: str | None) -> Iterable[Peer]:
+        if scope == EVERYONE:
+            return self.registry.peers()
+        if scope == CLIENT:
+            peer = self.registry.get(client_id) if client_id else None
+            return [peer] if peer else []
+        return self.registry.members(scope[len(GROUP_PREFIX) :])
+
+    # Groups ---------------------------------------------------------------------------
+
+    def join(self, peer: Peer, group: str) -> None:
+        if self.registry.join(peer, group):
+            self._refresh_token(peer)
+            values = self.variables.snapshot(peer.client_id, {group})["groups"].get(group)
+            for path, value in (values or {}).items():
+                peer.outbox.put(
+                    notification(
+                        "now.set", {"scope": GROUP_PREFIX + group, "path": path, "value": value}
+                    )
+                )
+
+    def leave(self, peer: Peer, group: str) -> None:
+        was_member = group in peer.groups
+        if self.registry.leave(peer, group):
+            self.variables.drop_group(group)
+        if was_member:
+            self._refresh_token(peer)
+
+    def remove(self, peer: Peer) -> None:
+        for group in self.registry.remove(peer):
+            self.variables.drop_group(group)
+        self.variables.drop_client(peer.client_id)
+
+    def issue_token(self, peer: Peer) -> str:
+        return self.signer.issue(peer.client_id, peer.user, peer.groups)
+
+    def _refresh_token(self, peer: Peer) -> None:
+        # The token carries the groups, so a resumed identity gets them back.
+        peer.outbox.put(notification("now.token", {"token": self.issue_token(peer)}))
+
+
+_MISSING = object()

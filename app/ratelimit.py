@@ -1,0 +1,35 @@
+"""Rate limits for WebSocket traffic, on the `limits` library.
+
+slowapi covers HTTP routes only; WebSocket messages are limited here, per identity and
+function (from the policy), per connection, and for new connections per client address.
+Storage is in memory by default, or shared through Redis (`redis://...`) when several
+gateway nodes must count together.
+"""
+
+from __future__ import annotations
+
+import time
+
+import limits
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+
+
+def async_storage_uri(uri: str) -> str:
+    """limits' asyncio storages are named `async+<scheme>`; accept the plain names too."""
+    return uri if uri.startswith("async+") else f"async+{uri}"
+
+
+class RateLimiter:
+    def __init__(self, storage_uri: str) -> None:
+        storage = storage_from_string(async_storage_uri(storage_uri))
+        if not isinstance(storage, limits.aio.storage.Storage):
+            raise ValueError("the rate-limit storage must support asyncio")
+        self._strategy = SlidingWindowCounterRateLimiter(storage)
+
+    async def retry_after(self, item: limits.RateLimitItem, *keys: str) -> float | None:
+        """Count one hit; None if allowed, else the seconds until a retry can succeed."""
+        if await self._strategy.hit(item, *keys):
+            return None
+        stats = await self._strategy.get_window_stats(item, *keys)
+        return max(stats.reset_time - time.time(), 0.001)

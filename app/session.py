@@ -1,0 +1,351 @@
+"""One connection's state machine: HELLO -> OPEN -> CLOSED.
+
+The session turns decoded frames into replies and handler calls; it never touches the socket.
+Its output is the connection's `Outbox`; the endpoint feeds it frames and drains the outbox.
+Calls are executed one at a time, in arrival order, by `work()`, while `receive()` keeps
+reading, so a handler that awaits this client's answer to a server->client call is answered.
+
+Every error reply counts towards a violation budget (honest clients never trip it); past the
+budget the connection is closed with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.auth import ANONYMOUS, Handshake, Principal
+from app.decode import Limits, Request, Response, decode
+from app.dispatch import PendingCalls, invoke
+from app.errors import (
+    CloseConnection,
+    Forbidden,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    PolicyViolation,
+    RateLimited,
+    RpcError,
+    TryAgainLater,
+)
+from app.fanout import Outbox, encode
+from app.hub import Hub
+from app.identity import MAX_TOKEN_LENGTH, new_client_id
+from app.registry import Peer
+from app.scope import Context
+from app.validation import cut_errors, validate_result
+from app.variables import CLIENT, EVERYONE, GROUP_PREFIX
+
+log = logging.getLogger("nowgate.session")
+
+HELLO = "now.hello"
+CLIENT_SET = "now.set"
+INBOX_LIMIT = 64
+_CONNECT = object()  # queued before any call so the connect hook runs first
+
+
+class State(enum.Enum):
+    HELLO = "hello"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class HelloParams(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    protocol: Literal[1]
+    token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
+    auth: str | None = Field(None, max_length=8192)
+
+
+class ClientWrite(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    scope: str = Field(max_length=80)
+    path: str = Field(max_length=64)
+    value: Any
+
+
+class Session:
+    def __init__(
+        self,
+        hub: Hub,
+        handshake: Handshake,
+        outbox: Outbox,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hub = hub
+        self.handshake = handshake
+        self.outbox = outbox
+        self.connection_id = "k-" + secrets.token_hex(6)
+        self.state = State.HELLO
+        self.peer: Peer | None = None
+        self.context: Context | None = None
+        settings = hub.settings
+        self._limits = Limits(settings.max_json_depth, settings.max_collection_items)
+        self._clock = clock
+        self._violations: deque[float] = deque()
+        self._inbox: asyncio.Queue[tuple[Request, int] | object] = asyncio.Queue(INBOX_LIMIT)
+
+    # Output -----------------------------------------------------------------------------
+
+    def _send_result(self, request_id: int | str, result: Any) -> None:
+        try:
+            frame = encode({"jsonrpc": "2.0", "id": request_id, "result": result})
+        except TypeError:
+            log.error("a result could not be encoded as JSON")
+            frame = encode(
+                {"jsonrpc": "2.0", "id": request_id, "error": InternalError().to_error()}
+            )
+        self.outbox.put(frame)
+
+    def _send_error(self, request_id: int | str | None, error: RpcError) -> None:
+        self.outbox.put(encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_error()}))
+
+    def close(self, error: CloseConnection) -> None:
+        self.state = State.CLOSED
+        self.outbox.close(error)
+
+    def _violation(self) -> None:
+        now = self._clock()
+        window = self.hub.settings.violation_window
+        self._violations.append(now)
+        while self._violations and self._violations[0] <= now - window:
+            self._violations.popleft()
+        if len(self._violations) >= self.hub.settings.violation_limit:
+            log.warning("closing %s: too many protocol violations", self.connection_id)
+            self.close(PolicyViolation("Too many protocol violations"))
+
+    def _reject(self, error: RpcError, request_id: int | str | None, answer: bool) -> None:
+        if answer:
+            self._send_error(request_id, error)
+        if error.is_violation:
+            self._violation()
+
+    # HELLO ------------------------------------------------------------------------------
+
+    async def hello(self, text: str) -> None:
+        """Handle the first frame: it must be a now.hello request, else close with 1008."""
+        try:
+            message = decode(text, self._limits)
+        except RpcError as error:
+            self._send_error(error.request_id, error)
+            self.close(PolicyViolation("The first message must be now.hello"))
+            return
+        if not (
+            isinstance(message, Request) and message.method == HELLO and message.id is not None
+        ):
+            self.close(PolicyViolation("The first message must be a now.hello request"))
+            return
+        try:
+            params = HelloParams.model_validate(message.params)
+        except ValidationError as error:
+            self._send_error(message.id, InvalidParams(data=cut_errors(error)))
+            self.close(PolicyViolation("Invalid now.hello"))
+            return
+        principal = await self._authenticate(message.id, params.auth)
+        if principal is None:
+            return
+        self._open(message.id, params.token, principal)
+
+    async def _authenticate(self, request_id: int | str, auth: str | None) -> Principal | None:
+        hook = self.hub.policy.authenticate
+        if hook is None:
+            return ANONYMOUS
+        try:
+            principal = await hook(auth, self.handshake)
+        except Exception:
+            log.exception("the authentication hook failed")
+            self._send_error(request_id, InternalError())
+            self.close(CloseConnection())
+            return None
+        if not isinstance(principal, Principal):
+            self._send_error(request_id, Forbidden("Authentication refused"))
+            self.close(PolicyViolation("Authentication refused"))
+            return None
+        return principal
+
+    def _open(self, request_id: int | str, token: str | None, principal: Principal) -> None:
+        hub = self.hub
+        claims = hub.signer.verify(token)
+        resumed = (
+            claims is not None
+            and claims.user == principal.user
+            and claims.client_id not in hub.registry
+        )
+        client_id = claims.client_id if claims is not None and resumed else new_client_id()
+        peer = Peer(
+            client_id=client_id,
+            connection_id=self.connection_id,
+            user=principal.user,
+            roles=principal.roles,
+            address=self.handshake.address,
+            outbox=self.outbox,
+            pending=PendingCalls(hub.settings.max_pending_calls),
+        )
+        hub.registry.add(peer)
+        if claims is not None and resumed:
+            for group in claims.groups:
+                hub.registry.join(peer, group)
+        self.peer = peer
+        self.context = Context(hub, peer)
+        self.state = State.OPEN
+        policy = hub.policy
+        welcome = {
+            "client_id": client_id,
+            "token": hub.issue_token(peer),
+            "resumed": resumed,
+            "functions": policy.callable_names(peer.roles, peer.groups),
+            "client_functions": sorted(policy.client_functions),
+            "vars": hub.variables.snapshot(client_id, peer.groups),
+            "user": peer.user,
+            "roles": sorted(peer.roles),
+        }
+        self._send_result(request_id, welcome)
+        if policy.on_connect is not None:
+            self._inbox.put_nowait(_CONNECT)
+
+    # OPEN -------------------------------------------------------------------------------
+
+    async def receive(self, text: str) -> None:
+        """Handle one frame after the hello: answers, or calls queued for `work()`."""
+        if self.state is not State.OPEN:
+            return
+        try:
+            message = decode(text, self._limits)
+        except RpcError as error:
+            self._reject(
+                error,
+                error.request_id,
+                answer=not isinstance(error, MethodNotFound) or error.request_id is not None,
+            )
+            return
+        if isinstance(message, Response):
+            assert self.peer is not None
+            if not self.peer.pending.resolve(message):
+                log.info("%s answered a call never made", self.connection_id)
+                self._violation()
+            return
+        retry_after = await self.hub.limiter.retry_after(
+            self.hub.connection_rate, "connection", self.connection_id
+        )
+        if retry_after is not None:
+            self._reject(RateLimited(retry_after), message.id, not message.is_notification)
+            return
+        try:
+            self._inbox.put_nowait((message, len(text)))
+        except asyncio.QueueFull:
+            self.close(TryAgainLater("Too many calls in flight"))
+
+    async def work(self) -> None:
+        """Execute queued calls in order, until cancelled."""
+        while True:
+            item = await self._inbox.get()
+            if item is _CONNECT:
+                await self._run_hook(self.hub.policy.on_connect)
+                continue
+            assert isinstance(item, tuple)
+            request, size = item
+            await self._execute(request, size)
+
+    async def _execute(self, request: Request, size: int) -> None:
+        answer = not request.is_notification
+        try:
+            result = await self._call(request, size)
+        except RpcError as error:
+            self._reject(error, request.id, answer)
+            return
+        if answer:
+            assert request.id is not None
+            self._send_result(request.id, result)
+
+    async def _call(self, request: Request, size: int) -> Any:
+        assert self.peer is not None and self.context is not None
+        method = request.method
+        if method == HELLO:
+            raise InvalidRequest("now.hello was already answered")
+        if method == CLIENT_SET:
+            return await self._client_write(request.params)
+        policy = self.hub.policy
+        function = policy.functions.get(method)
+        if function is None:
+            raise MethodNotFound()
+        if not policy.authorize(method, self.peer.roles, self.peer.groups):
+            raise Forbidden()
+        if size > function.rule.max_bytes:
+            raise InvalidParams(
+                "Arguments too large",
+                [{"loc": [], "msg": "Arguments too large", "type": "too_large"}],
+            )
+        if function.rate is not None:
+            retry_after = await self.hub.limiter.retry_after(
+                function.rate, "function", method, self.peer.user or self.peer.client_id
+            )
+            if retry_after is not None:
+                raise RateLimited(retry_after)
+        arguments = function.arguments.validate(request.params)
+        return await invoke(function, self.context, arguments)
+
+    async def _client_write(self, params: list[Any] | dict[str, Any]) -> bool:
+        """A client writing a variable the policy opted in (clientWrite is off by default)."""
+        assert self.peer is not None
+        try:
+            write = ClientWrite.model_validate(params)
+        except ValidationError as error:
+            raise InvalidParams(data=cut_errors(error)) from None
+        variable = self.hub.policy.variables.get(write.path)
+        if variable is None:
+            raise Forbidden("This variable is not client-writable")
+        if variable.scope == "client":
+            allowed = write.scope == CLIENT
+        elif variable.scope == "everyone":
+            allowed = write.scope == EVERYONE
+        else:
+            group = write.scope.removeprefix(GROUP_PREFIX)
+            allowed = write.scope.startswith(GROUP_PREFIX) and group in self.peer.groups
+        if not allowed:
+            raise Forbidden("This variable is not client-writable in that scope")
+        if variable.rate is not None:
+            retry_after = await self.hub.limiter.retry_after(
+                variable.rate, "variable", write.path, self.peer.client_id
+            )
+            if retry_after is not None:
+                raise RateLimited(retry_after)
+        try:
+            value = validate_result(variable.schema, write.value)
+        except InvalidParams as error:
+            raise InvalidParams(
+                data=[{**e, "loc": ["value", *e["loc"]]} for e in error.data]
+            ) from None
+        self.hub.set_variable(write.scope, write.path, value, self.peer.client_id)
+        return True
+
+    async def _run_hook(self, hook: Callable[..., Any] | None) -> None:
+        if hook is None or self.context is None:
+            return
+        try:
+            await hook(self.context)
+        except Exception:
+            log.exception("a connect/disconnect hook failed")
+
+    # CLOSED -----------------------------------------------------------------------------
+
+    async def finish(self) -> None:
+        """Clean up after the connection ended, whichever side ended it."""
+        self.state = State.CLOSED
+        peer = self.peer
+        if peer is None:
+            return
+        peer.pending.fail_all("the client disconnected")
+        if not self.outbox.closing:
+            self.outbox.close(CloseConnection("Connection ended"))
+        # The hook still sees the client's groups and variables; nothing more reaches it.
+        await self._run_hook(self.hub.policy.on_disconnect)
+        self.hub.remove(peer)

@@ -1,0 +1,126 @@
+"""Every limit nowgate enforces, as one frozen, typed settings object.
+
+Values come from environment variables prefixed `NOWGATE_` (for example
+`NOWGATE_HELLO_TIMEOUT=3`). Lists are comma-separated. Secrets are `SecretStr` so that
+neither a log line nor a repr ever shows them. Each default is the safe one; the README's
+settings table is generated from the field descriptions here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_PRODUCTION_KEY_LENGTH = 32
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOWGATE_", frozen=True, extra="forbid")
+
+    mode: Literal["development", "production"] = Field(
+        "development", description="production refuses unsafe configurations at start-up"
+    )
+    secret_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description="token signing keys, newest first: the newest signs, all verify "
+        "(development generates a per-process key when empty)",
+    )
+    token_max_age: int = Field(86_400, gt=0, description="seconds a signed identity token is valid")
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="exact Origin values allowed to open a WebSocket; empty means the "
+        "gateway's own origin only",
+    )
+    allow_missing_origin: bool | None = Field(
+        None,
+        description="accept handshakes without an Origin header (non-browser clients); "
+        "default: yes in development, no in production",
+    )
+    ws_path: str = Field("/ws", pattern=r"^/[A-Za-z0-9/_-]*$", description="WebSocket path")
+    hello_timeout: float = Field(5.0, gt=0, description="seconds a client has to send now.hello")
+    max_message_bytes: int = Field(
+        65_536, ge=1024, description="largest inbound frame; larger closes with 1009"
+    )
+    max_json_depth: int = Field(32, ge=2, le=200, description="deepest JSON nesting accepted")
+    max_collection_items: int = Field(
+        1_000, ge=1, description="most items in one JSON array or object"
+    )
+    violation_limit: int = Field(
+        20, ge=1, description="protocol violations within the window before a 1008 close"
+    )
+    violation_window: float = Field(60.0, gt=0, description="seconds of the violation window")
+    call_timeout: float = Field(10.0, gt=0, description="seconds a server->client call waits")
+    max_pending_calls: int = Field(
+        64, ge=1, description="server->client calls awaiting an answer, per connection"
+    )
+    send_queue_limit: int = Field(
+        1_024, ge=1, description="queued outbound messages per client before a 1013 close"
+    )
+    connection_rate: str = Field(
+        "200/second", description="inbound messages per connection (limits syntax)"
+    )
+    connect_rate_per_address: str = Field(
+        "60/minute", description="new WebSocket connections per client address; 1013 past it"
+    )
+    http_rate: str = Field("300/minute", description="HTTP requests per client address")
+    rate_limit_storage: str = Field(
+        "memory://", description="limits storage URI: memory:// or redis://host:port"
+    )
+    ping_interval: float = Field(20.0, gt=0, description="seconds between WebSocket pings")
+    ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a pong")
+    static_dir: Path = Field(Path("static"), description="directory served at /")
+
+    @field_validator("secret_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.mode != "production":
+            return self
+        problems = []
+        if not self.secret_keys:
+            problems.append("set NOWGATE_SECRET_KEYS to a random key of 32+ characters")
+        elif any(len(k.get_secret_value()) < MIN_PRODUCTION_KEY_LENGTH for k in self.secret_keys):
+            problems.append(
+                f"every key in NOWGATE_SECRET_KEYS must be {MIN_PRODUCTION_KEY_LENGTH}+ characters"
+            )
+        if not self.allowed_origins:
+            problems.append("set NOWGATE_ALLOWED_ORIGINS to your site's exact origin(s)")
+        if self.allow_missing_origin:
+            problems.append("unset NOWGATE_ALLOW_MISSING_ORIGIN (browsers always send Origin)")
+        if problems:
+            raise ValueError("production mode refuses to start: " + "; ".join(problems))
+        return self
+
+    @property
+    def missing_origin_allowed(self) -> bool:
+        if self.allow_missing_origin is None:
+            return self.mode == "development"
+        return self.allow_missing_origin
+
+    def signing_keys(self) -> list[str]:
+        """Keys newest first; development without keys gets one per process."""
+        if self.secret_keys:
+            return [key.get_secret_value() for key in self.secret_keys]
+        return [_process_key()]
+
+
+_PROCESS_KEY: list[str] = []
+
+
+def _process_key() -> str:
+    if not _PROCESS_KEY:
+        _PROCESS_KEY.append(secrets.token_urlsafe(32))
+    return _PROCESS_KEY[0]

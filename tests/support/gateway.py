@@ -1,0 +1,126 @@
+"""A real gateway for tests: `python -m app serve` in a subprocess on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_POLICY = REPO / "policies" / "demo.toml"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Gateway:
+    """One gateway process; `stop()` then `start()` restarts it on the same port and key."""
+
+    def __init__(
+        self,
+        policy: Path = DEMO_POLICY,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.policy = policy
+        self.host = host
+        self.port = port or free_port(host)
+        self.env = {
+            "NOWGATE_SECRET_KEYS": secrets.token_urlsafe(32),
+            # Tests open many connections from one address in a short time.
+            "NOWGATE_CONNECT_RATE_PER_ADDRESS": "1000/minute",
+            **(env or {}),
+        }
+        descriptor, self._log_path = tempfile.mkstemp(prefix="nowgate-", suffix=".log")
+        self._log = os.fdopen(descriptor, "wb")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    @property
+    def log(self) -> str:
+        return Path(self._log_path).read_text(encoding="utf-8", errors="replace")
+
+    def start(self, timeout: float = 20.0) -> Gateway:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--policy",
+                str(self.policy),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not become healthy:\n{self.log}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        return process.returncode
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()
+        os.unlink(self._log_path)
+
+
+def start_gateway(policy: Path = DEMO_POLICY, env: dict[str, str] | None = None) -> Gateway:
+    return Gateway(policy, env).start()
