@@ -67,8 +67,9 @@ class _Rules(BaseModel):
 class FunctionRule(_Rules):
     rate: str | None = None
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=64, le=16 * 1024 * 1024)
-    roles: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
+    # TOML arrays arrive as lists; strict mode would refuse them for a tuple.
+    roles: tuple[str, ...] = Field((), strict=False)
+    groups: tuple[str, ...] = Field((), strict=False)
 
     @field_validator("rate")
     @classmethod

@@ -1,0 +1,422 @@
+"""The gateway end to end: a real uvicorn on a loopback port, driven by the Python client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from app.client import CallError, NowClient, connect
+from tests.conftest import CHAT_POLICY
+from tests.support.gateway import Gateway
+
+HELLO = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "now.hello",
+                    "params": {"protocol": 1, "token": None}})
+
+
+async def settle(seconds: float = 0.2) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def raw_exchange(gateway: Gateway, frames: list[str]) -> list[dict[str, Any]]:
+    """Say hello, send frames one by one, return the reply to each."""
+    async with ws_connect(gateway.ws_url) as ws:
+        await ws.send(HELLO)
+        json.loads(await ws.recv())
+        replies = []
+        for frame in frames:
+            await ws.send(frame)
+            replies.append(await next_reply(ws))
+        return replies
+
+
+async def close_code_of(ws: Any) -> int | None:
+    """Read until the gateway closes the connection; its close code."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 5)
+    code: int | None = ws.close_code
+    return code
+
+
+async def next_reply(ws: Any) -> dict[str, Any]:
+    """The next answer, skipping the server's notifications (the connect hook sends some)."""
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if "method" not in message:
+            return message
+
+
+async def test_sync_position_reaches_every_other_client_once_and_never_the_caller(
+    demo_gateway: Gateway,
+) -> None:
+    async with (
+        connect(demo_gateway.ws_url) as caller,
+        connect(demo_gateway.ws_url) as second,
+        connect(demo_gateway.ws_url) as third,
+    ):
+        moves: dict[str, list[Any]] = {"caller": [], "second": [], "third": []}
+        for name, client in (("caller", caller), ("second", second), ("third", third)):
+            client.on("updatePosition", moves[name].append)
+        assert await caller.call("syncPosition", {"left": 10, "top": 20}) is True
+        await settle()
+        assert moves["second"] == [{"left": 10.0, "top": 20.0}]
+        assert moves["third"] == [{"left": 10.0, "top": 20.0}]
+        assert moves["caller"] == []
+        assert [m for m, _ in caller.received] == []
+        await caller.call("release")
+
+
+async def test_welcome_lists_exactly_the_callable_functions(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as anonymous:
+        assert "adminOnly" not in anonymous.functions
+        assert "say" in anonymous.functions
+        assert anonymous.client_functions == ["answer", "message"]
+        assert anonymous.client_id.startswith("c-")
+        assert anonymous.resumed is False
+    async with connect(chat_gateway.ws_url, auth="admin-credential") as admin:
+        assert "adminOnly" in admin.functions
+        assert await admin.call("adminOnly") == "granted"
+        assert admin.welcome["user"] == "root"
+
+
+async def test_valid_token_resumes_identity_and_groups(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as first:
+        await first.call("join", "red")
+        await settle(0.1)
+        token, client_id = first.token, first.client_id
+    await settle()
+    async with connect(chat_gateway.ws_url, token=token) as again:
+        assert again.resumed is True
+        assert again.client_id == client_id
+        assert (await again.call("whoami"))["groups"] == ["red"]
+
+
+async def test_another_clients_altered_token_gets_a_fresh_identity(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as victim:
+        await victim.call("join", "vault")
+        await settle(0.1)
+        victim_token = victim.token
+    payload, timestamp, signature = victim_token.split(".")
+    forged_signature = ("A" if signature[0] != "A" else "B") + signature[1:]
+    for forged in (f"{payload}.{timestamp}.{forged_signature}",
+                   f"{payload[:-2]}xx.{timestamp}.{signature}", victim_token + "x", "garbage"):
+        async with connect(chat_gateway.ws_url, token=forged) as attacker:
+            assert attacker.resumed is False
+            assert attacker.client_id != json.loads(json.dumps(victim.client_id))
+            assert (await attacker.call("whoami"))["groups"] == []
+
+
+async def test_token_of_a_live_connection_gets_a_fresh_identity(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as first:
+        async with connect(chat_gateway.ws_url, token=first.token) as copy:
+            assert copy.resumed is False
+            assert copy.client_id != first.client_id
+
+
+async def test_group_is_removed_when_its_last_member_disconnects(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as observer:
+        async with connect(chat_gateway.ws_url) as a, connect(chat_gateway.ws_url) as b:
+            await a.call("join", "lobby")
+            await b.call("join", "lobby")
+            assert "lobby" in await observer.call("rooms")
+            await a.call("leave", "lobby")
+            assert "lobby" in await observer.call("rooms")
+        await settle(0.3)
+        assert "lobby" not in await observer.call("rooms")
+
+
+async def test_group_broadcast_excludes_sender_and_non_members(chat_gateway: Gateway) -> None:
+    async with (
+        connect(chat_gateway.ws_url) as sender,
+        connect(chat_gateway.ws_url) as member,
+        connect(chat_gateway.ws_url) as outsider,
+    ):
+        got: dict[str, list[Any]] = {"sender": [], "member": [], "outsider": []}
+        for name, client in (("sender", sender), ("member", member), ("outsider", outsider)):
+            client.on("message", lambda room, text, name=name: got[name].append((room, text)))
+        await sender.call("join", "blue")
+        await member.call("join", "blue")
+        assert await sender.call("say", "blue", "hi") == 1
+        await settle()
+        assert got == {"sender": [], "member": [("blue", "hi")], "outsider": []}
+
+
+async def test_server_to_client_call_returns_the_validated_answer(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as asker, connect(chat_gateway.ws_url) as oracle:
+        oracle.on("answer", lambda question: f"42 ({question})")
+        assert await asker.call("ask", oracle.client_id, "meaning?") == "42 (meaning?)"
+        oracle.on("answer", lambda question: 42)  # wrong type: not a str
+        with pytest.raises(CallError) as failure:
+            await asker.call("ask", oracle.client_id, "again?")
+        assert failure.value.code == -32603
+
+
+async def test_server_to_client_call_times_out(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as asker, connect(chat_gateway.ws_url) as mute:
+        async def never(question: str) -> str:
+            await asyncio.sleep(30)
+            return "late"
+        mute.on("answer", never)
+        with pytest.raises(CallError) as failure:
+            await asker.call("ask", mute.client_id, "hello?")
+        assert failure.value.code == -32603
+
+
+async def test_answer_to_a_call_never_made_is_ignored(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as client:
+        await client.send_raw({"jsonrpc": "2.0", "id": "made-up", "result": 1})
+        assert await client.call("add", 2, 3) == 5
+
+
+async def test_variables_sync_as_now_set_and_arrive_in_the_welcome(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as writer, connect(chat_gateway.ws_url) as reader:
+        await writer.call("setScore", 7)
+        await settle()
+        assert reader.vars["everyone"]["score"] == 7
+        assert ("now.set", {"scope": "everyone", "path": "score", "value": 7}) in reader.received
+        await writer.call("join", "green")
+        await writer.call("setRoomTopic", "green", "gardening")
+        await settle()
+        assert writer.vars["groups"]["green"] == {"topic": "gardening"}
+        assert "green" not in reader.vars["groups"]
+        async with connect(chat_gateway.ws_url) as late:
+            assert late.vars["everyone"]["score"] == 7
+            await settle()
+            # Written by the connect hook, which runs after the welcome.
+            assert late.vars["client"] == {"greeting": f"welcome {late.client_id}"}
+
+
+async def test_client_cannot_write_identity_or_undeclared_variables(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as client:
+        for path, scope in (("client_id", "client"), ("groups", "client"), ("score", "everyone"),
+                            ("uuid", "client"), ("nickname", "everyone")):
+            with pytest.raises(CallError) as failure:
+                await client.call("now.set", scope=scope, path=path, value="x")
+            assert failure.value.code == -32003
+        assert await client.call("now.set", scope="client", path="nickname", value="neo") is True
+        with pytest.raises(CallError) as failure:
+            await client.call("now.set", scope="client", path="nickname", value="x" * 50)
+        assert failure.value.code == -32602
+        assert (await client.call("whoami"))["client_id"] == client.client_id
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", -32700),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[NaN]}', -32700),
+        ('[{"jsonrpc":"2.0","id":1,"method":"add"}]', -32600),
+        ('{"jsonrpc":"1.0","id":1,"method":"add"}', -32600),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":5}', -32600),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","id":2}', -32700),  # duplicate key
+        ('{"jsonrpc":"2.0","id":1,"method":"nothere"}', -32601),
+        ('{"jsonrpc":"2.0","id":1,"method":"__class__"}', -32601),
+        ('{"jsonrpc":"2.0","id":1,"method":"now.__dict__"}', -32601),
+        ('{"jsonrpc":"2.0","id":1,"method":"constructor"}', -32601),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":["1", 2]}', -32602),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":{"a":1,"c":2}}', -32602),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[1,2,3]}', -32602),
+        ('{"jsonrpc":"2.0","id":1,"method":"boom"}', -32603),
+        ('{"jsonrpc":"2.0","id":1,"method":"adminOnly"}', -32003),
+    ],
+)
+async def test_every_error_code_is_answered_and_the_connection_stays_usable(
+    chat_gateway: Gateway, frame: str, code: int
+) -> None:
+    error_reply, ok_reply = await raw_exchange(
+        chat_gateway, [frame, '{"jsonrpc":"2.0","id":99,"method":"add","params":[1,1]}']
+    )
+    assert error_reply["error"]["code"] == code
+    assert set(error_reply["error"]) <= {"code", "message", "data"}
+    assert ok_reply == {"jsonrpc": "2.0", "id": 99, "result": 2}
+
+
+async def test_parse_errors_answer_with_null_id(chat_gateway: Gateway) -> None:
+    (reply,) = await raw_exchange(chat_gateway, ["{oops"])
+    assert reply["id"] is None
+
+
+async def test_validation_errors_carry_locations_but_never_the_input(chat_gateway: Gateway) -> None:
+    secret = "s3cr3t-input-value"
+    (reply,) = await raw_exchange(
+        chat_gateway, [json.dumps({"jsonrpc": "2.0", "id": 1, "method": "add",
+                                   "params": {"a": secret}})]
+    )
+    assert reply["error"]["code"] == -32602
+    assert reply["error"]["data"][0]["loc"] == ["a"]
+    assert set(reply["error"]["data"][0]) == {"loc", "msg", "type"}
+    assert secret not in json.dumps(reply)
+
+
+async def test_handler_failure_leaks_nothing(chat_gateway: Gateway) -> None:
+    (reply,) = await raw_exchange(chat_gateway, ['{"jsonrpc":"2.0","id":1,"method":"boom"}'])
+    assert reply["error"] == {"code": -32603, "message": "Internal error"}
+    assert "hunter2" not in json.dumps(reply)
+
+
+async def test_rate_limited_call_carries_retry_after(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url, auth="user:limits") as client:
+        results = []
+        for _ in range(4):
+            try:
+                results.append(await client.call("limited"))
+            except CallError as error:
+                results.append(error)
+        assert results[:3] == [1, 1, 1]
+        error = results[3]
+        assert isinstance(error, CallError) and error.code == -32029
+        assert 0 < error.data["retry_after"] <= 60
+
+
+async def test_notifications_are_executed_and_never_answered(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url) as client, connect(chat_gateway.ws_url) as other:
+        await client.notify("setScore", 1234)
+        await client.notify("nothere")
+        await client.notify("add", "wrong")
+        assert await client.call("add", 1, 2) == 3  # the next reply is this one's
+        await settle()
+        assert other.vars["everyone"]["score"] == 1234
+
+
+async def test_refused_authentication_answers_minus_32003_and_closes_1008(
+    chat_gateway: Gateway,
+) -> None:
+    async with ws_connect(chat_gateway.ws_url) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "now.hello",
+                                  "params": {"protocol": 1, "token": None, "auth": "wrong"}}))
+        reply = json.loads(await ws.recv())
+        assert reply["error"]["code"] == -32003
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1008
+
+
+async def test_failing_authentication_hook_leaks_nothing(chat_gateway: Gateway) -> None:
+    async with ws_connect(chat_gateway.ws_url) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "now.hello",
+                                  "params": {"protocol": 1, "token": None, "auth": "explode"}}))
+        reply = json.loads(await ws.recv())
+        assert reply["error"] == {"code": -32603, "message": "Internal error"}
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1011
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        '{"jsonrpc":"2.0","id":1,"method":"add","params":[1]}',
+        '{"jsonrpc":"2.0","method":"now.hello","params":{"protocol":1,"token":null}}',
+        '{"jsonrpc":"2.0","id":1,"method":"now.hello","params":{"protocol":2,"token":null}}',
+        "not json",
+    ],
+)
+async def test_anything_but_hello_first_closes_with_1008(chat_gateway: Gateway, first: str) -> None:
+    async with ws_connect(chat_gateway.ws_url) as ws:
+        await ws.send(first)
+        assert await close_code_of(ws) == 1008
+
+
+async def test_second_hello_is_an_invalid_request(chat_gateway: Gateway) -> None:
+    (reply,) = await raw_exchange(chat_gateway, [HELLO])
+    assert reply["error"]["code"] == -32600
+
+
+async def test_binary_frame_closes_with_1003(chat_gateway: Gateway) -> None:
+    async with ws_connect(chat_gateway.ws_url) as ws:
+        await ws.send(HELLO)
+        await ws.recv()
+        await ws.send(b"\x01\x02")
+        assert await close_code_of(ws) == 1003
+
+
+async def test_frame_over_the_size_limit_closes_with_1009(chat_gateway: Gateway) -> None:
+    async with ws_connect(chat_gateway.ws_url, max_size=None) as ws:
+        await ws.send(HELLO)
+        await ws.recv()
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "add",
+                                  "params": ["x" * 70_000]}))
+        assert await close_code_of(ws) == 1009
+
+
+async def test_repeated_violations_close_with_1008(chat_gateway: Gateway) -> None:
+    async with ws_connect(chat_gateway.ws_url) as ws:
+        await ws.send(HELLO)
+        await ws.recv()
+        with pytest.raises(ConnectionClosed):
+            for _ in range(25):
+                await ws.send('{"jsonrpc":"2.0","id":1,"method":"nothere"}')
+                await next_reply(ws)
+        assert ws.close_code == 1008
+
+
+async def test_hello_deadline_closes_with_1008() -> None:
+    with Gateway(env={"NOWGATE_HELLO_TIMEOUT": "0.3"}) as gateway:
+        async with ws_connect(gateway.ws_url) as ws:
+            assert await close_code_of(ws) == 1008
+
+
+async def test_too_many_connections_from_one_address_close_with_1013() -> None:
+    with Gateway(env={"NOWGATE_CONNECT_RATE_PER_ADDRESS": "3/minute"}) as gateway:
+        codes = []
+        for _ in range(4):
+            async with ws_connect(gateway.ws_url) as ws:
+                await ws.send(HELLO)
+                try:
+                    await asyncio.wait_for(ws.recv(), 5)
+                    codes.append(None)
+                except ConnectionClosed:
+                    codes.append(ws.close_code)
+        assert codes == [None, None, None, 1013]
+
+
+async def test_slow_reader_is_closed_with_1013_and_others_keep_receiving() -> None:
+    env = {"NOWGATE_SEND_QUEUE_LIMIT": "64", "NOWGATE_CONNECTION_RATE": "100000/second"}
+    with Gateway(CHAT_POLICY, env=env) as gateway:
+        async with connect(gateway.ws_url) as sender, connect(gateway.ws_url) as healthy:
+            received: list[str] = []
+            healthy.on("message", lambda room, text: received.append(room))
+            async with ws_connect(gateway.ws_url) as stalled:
+                await stalled.send(HELLO)
+                # Stop reading: the kernel buffers fill, then the gateway's queue for it.
+                stalled.transport.pause_reading()
+                for _ in range(100):  # 100 x 50 x 4 KiB = 20 MiB, past any socket buffer
+                    await sender.call("flood", 50)
+                for _ in range(100):
+                    if len(received) == 5000:
+                        break
+                    await settle(0.05)
+                assert len(received) == 5000
+                stalled.transport.resume_reading()
+                assert await close_code_of(stalled) == 1013
+
+
+def test_origin_mismatch_is_refused_with_403(chat_gateway: Gateway) -> None:
+    import httpx
+
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "http://evil.example"}
+    response = httpx.get(chat_gateway.base_url + "/ws", headers=headers)
+    assert response.status_code == 403
+
+
+async def test_same_origin_is_accepted(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url, origin=chat_gateway.base_url) as client:  # type: ignore[arg-type]
+        assert client.client_id
+
+
+async def test_gateway_log_holds_no_traceback_text_for_the_peer(chat_gateway: Gateway) -> None:
+    (reply,) = await raw_exchange(chat_gateway, ['{"jsonrpc":"2.0","id":1,"method":"boom"}'])
+    assert "Traceback" not in json.dumps(reply)
+    # The server side does log it, for its operators.
+    await settle()
+    assert "handler boom failed" in chat_gateway.log
+
+
+async def test_client_object_is_public_api() -> None:
+    assert NowClient.__name__ == "NowClient"
