@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.errors import PolicyFileError
+from app.logs import configure_logging
 from app.policy import load_policy
 from app.scope import Context
 from app.settings import Settings
@@ -44,31 +45,19 @@ def _check(path: Path) -> int:
 
 
 def _serve(policy_path: Path, host: str, port: int) -> int:
-    import uvicorn
-
     from app.application import create_app
+    from app.server import serve
 
     settings = _settings()
+    configure_logging(settings.log_format)
     try:
         policy = load_policy(policy_path, Context)
     except PolicyFileError as error:
         print(f"nowgate: policy refused: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not settings.secret_keys:
         log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
-    app = create_app(settings, policy)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        ws_max_size=settings.max_message_bytes,
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=settings.ping_timeout,
-        log_level="info",
-        access_log=False,
-    )
+    serve(create_app(settings, policy), settings, host, port)
     return 0
 
 

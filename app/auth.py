@@ -27,6 +27,9 @@ class Handshake:
 class Principal:
     user: str | None = None
     roles: frozenset[str] = frozenset()
+    # When the application's credential stops being valid (Unix time); the connection is
+    # then closed with 1008 within `credential_check_interval` seconds.
+    expires_at: float | None = None
 
 
 ANONYMOUS = Principal()

@@ -16,9 +16,11 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth import Handshake
-from app.errors import CloseConnection, PolicyViolation, TryAgainLater, UnsupportedData
+from app.errors import NormalClosure, PolicyViolation, UnsupportedData
 from app.fanout import Outbox
 from app.hub import Hub
+from app.logs import audit
+from app.metrics import METRICS
 from app.origin import origin_allowed, own_origin
 from app.session import Session, State
 
@@ -32,17 +34,24 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     settings = hub.settings
     address = websocket.client.host if websocket.client else "unknown"
     origin = websocket.headers.get("origin")
-    same_origin = own_origin(websocket.url.scheme, websocket.headers.get("host"))
+    # The scheme is the one uvicorn derived (from X-Forwarded-Proto only behind a trusted
+    # proxy); the Host header is the one the browser put beside Origin.
+    same_origin = own_origin(websocket.scope["scheme"], websocket.headers.get("host"))
     if not origin_allowed(
         origin, settings.allowed_origins, same_origin, settings.missing_origin_allowed
     ):
-        log.warning("refused a WebSocket handshake from %s: origin not allowed", address)
+        audit("origin_refused", address=address)
         await websocket.close(code=1008)  # before accept(): the handshake gets HTTP 403
+        return
+    if hub.draining:
+        await websocket.close(code=1013)
         return
     retry_after = await hub.limiter.retry_after(hub.connect_rate, "connect", address)
     await websocket.accept()
     if retry_after is not None:
-        log.warning("refused a connection from %s: connection rate exceeded", address)
+        METRICS.rate_limited.labels("connect").inc()
+        METRICS.closes.labels("1013").inc()
+        audit("connect_rate_limited", address=address)
         await websocket.close(1013, "Too many connections from this address")
         return
 
@@ -56,7 +65,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         if not writer.done():
             # The reader ended: let the writer flush what is queued and send the close.
             if not outbox.closing:
-                outbox.close(CloseConnection("Connection ended"))
+                outbox.close(NormalClosure())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), WRITER_FLUSH_SECONDS)
     finally:
@@ -109,9 +118,11 @@ def _text_of(message: MutableMapping[str, Any], session: Session) -> str | None:
 async def _write(websocket: WebSocket, outbox: Outbox) -> None:
     try:
         while batch := await outbox.next_batch():
+            METRICS.messages_out.inc(len(batch))
             for frame in batch:
                 await websocket.send_text(frame)
-        error = outbox.close_error or TryAgainLater()
+        error = outbox.close_error or NormalClosure()
+        METRICS.closes.labels(str(error.close_code)).inc()
         await websocket.close(error.close_code, error.reason)
     except (WebSocketDisconnect, RuntimeError, OSError):
         # The peer is gone (or the socket already closed): nothing left to deliver.

@@ -10,6 +10,7 @@
     │   ├── Forbidden            -32003  the policy forbids this client that function
     │   └── RateLimited          -32029  too many calls (data: retry_after)
     └── CloseConnection          the connection is closed with a WebSocket close code
+        ├── NormalClosure        1000  the client left (nothing went wrong)
         ├── PolicyViolation      1008  no hello in time, too many violations, refused hello
         ├── UnsupportedData      1003  binary frame
         ├── MessageTooBig        1009  frame over the size limit
@@ -97,6 +98,11 @@ class CloseConnection(NowgateError):
         # Close reasons are limited to 123 bytes by RFC 6455.
         self.reason = (reason or self.default_reason)[:120]
         super().__init__(self.reason)
+
+
+class NormalClosure(CloseConnection):
+    close_code = 1000
+    default_reason = "Connection ended"
 
 
 class PolicyViolation(CloseConnection):

@@ -17,6 +17,7 @@ import orjson
 from pydantic_core import to_jsonable_python
 
 from app.errors import CloseConnection, TryAgainLater
+from app.metrics import METRICS
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -44,6 +45,7 @@ class Outbox:
             return False
         if len(self._frames) >= self._limit:
             self.dropped += 1
+            METRICS.send_queue_drops.inc()
             self._frames.clear()  # nothing more is sent to a client that is being dropped
             self.close(TryAgainLater("Send queue full: the client reads too slowly"))
             return False

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import limits
 
-from app.errors import ClientCallError
+from app.errors import ClientCallError, CloseConnection, PolicyViolation
 from app.fanout import encode, fan_out
 from app.identity import IdentitySigner
 from app.policy import Policy
@@ -23,7 +24,15 @@ from app.registry import Peer, Registry
 from app.settings import Settings
 from app.variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore, check_path
 
+if TYPE_CHECKING:
+    from app.session import Session
+
 log = logging.getLogger("nowgate.hub")
+
+
+class GoingAway(CloseConnection):
+    close_code = 1001
+    default_reason = "Server shutting down: reconnect with your token"
 
 
 def notification(method: str, params: Any) -> str:
@@ -40,6 +49,8 @@ class Hub:
         self.limiter = RateLimiter(settings.rate_limit_storage)
         self.connection_rate = limits.parse(settings.connection_rate)
         self.connect_rate = limits.parse(settings.connect_rate_per_address)
+        self.sessions: set[Session] = set()
+        self.draining = False
 
     def _client_function(self, function: str) -> None:
         if function not in self.policy.client_functions:
@@ -118,11 +129,45 @@ class Hub:
         self.variables.drop_client(peer.client_id)
 
     def issue_token(self, peer: Peer) -> str:
+        peer.token_expires_at = time.time() + self.settings.token_max_age
         return self.signer.issue(peer.client_id, peer.user, peer.groups)
 
     def _refresh_token(self, peer: Peer) -> None:
         # The token carries the groups, so a resumed identity gets them back.
         peer.outbox.put(notification("now.token", {"token": self.issue_token(peer)}))
+
+    # Lifetime ---------------------------------------------------------------------------
+
+    def close_expired(self, now: float | None = None) -> int:
+        """Close (1008) every connection that outlived its token or its app credential."""
+        now = time.time() if now is None else now
+        expired = [session for session in self.sessions
+                   if session.peer is not None and session.peer.expires_at <= now]
+        for session in expired:
+            session.close(PolicyViolation("Credentials expired: reconnect"))
+        return len(expired)
+
+    async def sweep_expired(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.credential_check_interval)
+            self.close_expired()
+
+    async def drain(self, grace: float) -> None:
+        """Graceful shutdown: take no new calls, let running ones finish, then close 1001."""
+        self.draining = True
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.draining = True
+        deadline = time.monotonic() + grace
+        # Polled: this runs once, at shutdown, and an event per session would cost every call.
+        while time.monotonic() < deadline and not all(s.idle for s in sessions):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        for session in sessions:
+            session.close(GoingAway())
+        # Give the writers a moment to flush the last replies and the close frames.
+        deadline = time.monotonic() + 1.0
+        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
 
 _MISSING = object()

@@ -30,7 +30,15 @@ class Peer:
     address: str
     outbox: Outbox
     pending: PendingCalls
+    # Unix times after which the connection has outlived its newest token, or the
+    # application's credential.
+    token_expires_at: float = float("inf")
+    credential_expires_at: float = float("inf")
     groups: set[str] = field(default_factory=set)
+
+    @property
+    def expires_at(self) -> float:
+        return min(self.token_expires_at, self.credential_expires_at)
 
 
 class Registry:

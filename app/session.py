@@ -32,6 +32,7 @@ from app.errors import (
     InvalidParams,
     InvalidRequest,
     MethodNotFound,
+    NormalClosure,
     PolicyViolation,
     RateLimited,
     RpcError,
@@ -40,6 +41,8 @@ from app.errors import (
 from app.fanout import Outbox, encode
 from app.hub import Hub
 from app.identity import MAX_TOKEN_LENGTH, new_client_id
+from app.logs import audit
+from app.metrics import METRICS
 from app.registry import Peer
 from app.scope import Context
 from app.validation import cut_errors, validate_result
@@ -93,6 +96,8 @@ class Session:
         self._clock = clock
         self._violations: deque[float] = deque()
         self._inbox: asyncio.Queue[tuple[Request, int] | object] = asyncio.Queue(INBOX_LIMIT)
+        self._executing = False
+        self.draining = False
 
     # Output -----------------------------------------------------------------------------
 
@@ -120,12 +125,28 @@ class Session:
         while self._violations and self._violations[0] <= now - window:
             self._violations.popleft()
         if len(self._violations) >= self.hub.settings.violation_limit:
-            log.warning("closing %s: too many protocol violations", self.connection_id)
+            self._audit("violation_close")
             self.close(PolicyViolation("Too many protocol violations"))
 
-    def _reject(self, error: RpcError, request_id: int | str | None, answer: bool) -> None:
+    def _audit(self, event: str, **fields: Any) -> None:
+        audit(
+            event,
+            connection_id=self.connection_id,
+            client_id=self.peer.client_id if self.peer else None,
+            address=self.handshake.address,
+            **fields,
+        )
+
+    def _reject(
+        self, error: RpcError, request_id: int | str | None, answer: bool, function: str = ""
+    ) -> None:
         if answer:
             self._send_error(request_id, error)
+        event = _AUDITED.get(type(error))
+        if event is not None:
+            self._audit(event, function=function or None, code=error.code)
+            if isinstance(error, InvalidParams) and function:
+                METRICS.validation_failures.labels(function).inc()
         if error.is_violation:
             self._violation()
 
@@ -167,6 +188,7 @@ class Session:
             self.close(CloseConnection())
             return None
         if not isinstance(principal, Principal):
+            self._audit("auth_refused")
             self._send_error(request_id, Forbidden("Authentication refused"))
             self.close(PolicyViolation("Authentication refused"))
             return None
@@ -175,6 +197,8 @@ class Session:
     def _open(self, request_id: int | str, token: str | None, principal: Principal) -> None:
         hub = self.hub
         claims = hub.signer.verify(token)
+        if token is not None and claims is None:
+            self._audit("bad_token")  # forged, altered, expired or signed by a retired key
         resumed = (
             claims is not None
             and claims.user == principal.user
@@ -189,6 +213,9 @@ class Session:
             address=self.handshake.address,
             outbox=self.outbox,
             pending=PendingCalls(hub.settings.max_pending_calls),
+            credential_expires_at=(
+                principal.expires_at if principal.expires_at is not None else float("inf")
+            ),
         )
         hub.registry.add(peer)
         if claims is not None and resumed:
@@ -197,6 +224,8 @@ class Session:
         self.peer = peer
         self.context = Context(hub, peer)
         self.state = State.OPEN
+        hub.sessions.add(self)
+        METRICS.connections.inc()
         policy = hub.policy
         welcome = {
             "client_id": client_id,
@@ -216,8 +245,8 @@ class Session:
 
     async def receive(self, text: str) -> None:
         """Handle one frame after the hello: answers, or calls queued for `work()`."""
-        if self.state is not State.OPEN:
-            return
+        if self.state is not State.OPEN or self.draining:
+            return  # a draining gateway takes no new calls; the client resumes elsewhere
         try:
             message = decode(text, self._limits)
         except RpcError as error:
@@ -230,13 +259,14 @@ class Session:
         if isinstance(message, Response):
             assert self.peer is not None
             if not self.peer.pending.resolve(message):
-                log.info("%s answered a call never made", self.connection_id)
+                self._audit("unknown_answer")
                 self._violation()
             return
         retry_after = await self.hub.limiter.retry_after(
             self.hub.connection_rate, "connection", self.connection_id
         )
         if retry_after is not None:
+            METRICS.rate_limited.labels("connection").inc()
             self._reject(RateLimited(retry_after), message.id, not message.is_notification)
             return
         try:
@@ -253,14 +283,24 @@ class Session:
                 continue
             assert isinstance(item, tuple)
             request, size = item
-            await self._execute(request, size)
+            self._executing = True
+            try:
+                await self._execute(request, size)
+            finally:
+                self._executing = False
+
+    @property
+    def idle(self) -> bool:
+        """No call running or queued (what a graceful shutdown waits for)."""
+        return not self._executing and self._inbox.empty()
 
     async def _execute(self, request: Request, size: int) -> None:
         answer = not request.is_notification
         try:
             result = await self._call(request, size)
         except RpcError as error:
-            self._reject(error, request.id, answer)
+            known = request.method in self.hub.policy.functions
+            self._reject(error, request.id, answer, request.method if known else "")
             return
         if answer:
             assert request.id is not None
@@ -289,9 +329,15 @@ class Session:
                 function.rate, "function", method, self.peer.user or self.peer.client_id
             )
             if retry_after is not None:
+                METRICS.rate_limited.labels("function").inc()
                 raise RateLimited(retry_after)
+        METRICS.messages_in.labels(method).inc()
         arguments = function.arguments.validate(request.params)
-        return await invoke(function, self.context, arguments)
+        started = time.perf_counter()
+        try:
+            return await invoke(function, self.context, arguments)
+        finally:
+            METRICS.handler_seconds.labels(method).observe(time.perf_counter() - started)
 
     async def _client_write(self, params: list[Any] | dict[str, Any]) -> bool:
         """A client writing a variable the policy opted in (clientWrite is off by default)."""
@@ -317,6 +363,7 @@ class Session:
                 variable.rate, "variable", write.path, self.peer.client_id
             )
             if retry_after is not None:
+                METRICS.rate_limited.labels("variable").inc()
                 raise RateLimited(retry_after)
         try:
             value = validate_result(variable.schema, write.value)
@@ -343,9 +390,21 @@ class Session:
         peer = self.peer
         if peer is None:
             return
+        self.peer = None
+        self.hub.sessions.discard(self)
+        METRICS.connections.dec()
         peer.pending.fail_all("the client disconnected")
         if not self.outbox.closing:
-            self.outbox.close(CloseConnection("Connection ended"))
+            self.outbox.close(NormalClosure())
         # The hook still sees the client's groups and variables; nothing more reaches it.
         await self._run_hook(self.hub.policy.on_disconnect)
         self.hub.remove(peer)
+
+
+# Errors that are security events, by the audit event name they are recorded under.
+_AUDITED: dict[type[RpcError], str] = {
+    MethodNotFound: "unknown_call",
+    Forbidden: "denied_call",
+    InvalidParams: "validation_failure",
+    RateLimited: "rate_limited",
+}

@@ -79,8 +79,30 @@ class Settings(BaseSettings):
     ping_interval: float = Field(20.0, gt=0, description="seconds between WebSocket pings")
     ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a pong")
     static_dir: Path = Field(Path("static"), description="directory served at /")
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none, the socket peer is the client",
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Host header values served (exact, or *.example.com); empty: any"
+    )
+    log_format: Literal["text", "json"] = Field("text", description="text, or JSON lines")
+    metrics_host: str = Field("127.0.0.1", description="address of the metrics listener")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="port of the Prometheus metrics listener; unset: off"
+    )
+    shutdown_grace: float = Field(
+        5.0, ge=0, description="seconds in-flight calls get to finish on SIGTERM before 1001"
+    )
+    credential_check_interval: float = Field(
+        30.0, gt=0, description="seconds between checks that close connections whose "
+        "token or application credential expired (1008)"
+    )
 
-    @field_validator("secret_keys", "allowed_origins", mode="before")
+    @field_validator(
+        "secret_keys", "allowed_origins", "trusted_proxies", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
@@ -100,6 +122,11 @@ class Settings(BaseSettings):
             problems.append("set NOWGATE_ALLOWED_ORIGINS to your site's exact origin(s)")
         if self.allow_missing_origin:
             problems.append("unset NOWGATE_ALLOW_MISSING_ORIGIN (browsers always send Origin)")
+        if "*" in self.trusted_proxies:
+            problems.append(
+                "NOWGATE_TRUSTED_PROXIES must list your proxies' addresses, not '*' "
+                "(with '*' any client can forge X-Forwarded-For)"
+            )
         if problems:
             raise ValueError("production mode refuses to start: " + "; ".join(problems))
         return self
