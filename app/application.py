@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -16,11 +15,14 @@ from slowapi.util import get_remote_address
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from app.endpoint import websocket_endpoint
 from app.headers import SecurityHeadersMiddleware
 from app.hub import Hub
 from app.policy import Policy
+from app.probes import HealthProbes
 from app.settings import Settings
 from app.static import StaticJail
 
@@ -39,10 +41,13 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.hub = hub
 
-    # slowapi limits every HTTP route (WebSocket traffic is limited by app.ratelimit).
+    # slowapi limits every HTTP request per client address, one budget shared by all
+    # routes and static files (a per-path budget could be dodged by varying the path);
+    # WebSocket traffic is limited by app.ratelimit.
     limiter = Limiter(
         key_func=get_remote_address,
-        default_limits=[settings.http_rate],
+        application_limits=[settings.http_rate],
+        key_style="url",
         storage_uri=settings.rate_limit_storage,
         headers_enabled=False,
     )
@@ -50,24 +55,25 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
     app.add_exception_handler(RateLimitExceeded, _too_many_requests)  # type: ignore[arg-type]
     app.add_middleware(SlowAPIMiddleware)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        """The gateway accepts connections (503 while it drains for a shutdown)."""
-        if hub.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        return JSONResponse({"status": "ready", "connections": len(hub.sessions)})
-
     app.add_api_websocket_route(settings.ws_path, websocket_endpoint)
-    app.mount("/", StaticJail(Path(settings.static_dir)), name="static")
+    app.router.routes.append(Route("/{path:path}", _StaticFiles(StaticJail(settings.static_dir))))
     if settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(HealthProbes, hub=hub)
     return app
+
+
+class _StaticFiles:
+    """The static jail as a route endpoint (not a mount), so that slowapi sees and limits it."""
+
+    __name__ = "static_files"
+
+    def __init__(self, jail: StaticJail) -> None:
+        self._jail = jail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._jail(scope, receive, send)
 
 
 async def _too_many_requests(request: Request, exc: RateLimitExceeded) -> Response:

@@ -11,8 +11,16 @@ from __future__ import annotations
 import time
 
 import limits
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import (
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.aio.strategies import (
+    RateLimiter as Strategy,
+)
 from limits.storage import storage_from_string
+
+EXACT_UP_TO = 1000
 
 
 def async_storage_uri(uri: str) -> str:
@@ -25,11 +33,19 @@ class RateLimiter:
         storage = storage_from_string(async_storage_uri(storage_uri))
         if not isinstance(storage, limits.aio.storage.Storage):
             raise ValueError("the rate-limit storage must support asyncio")
-        self._strategy = SlidingWindowCounterRateLimiter(storage)
+        # A moving window is exact but keeps one timestamp per hit; the sliding-window counter
+        # keeps two numbers and is approximate near window edges. Small budgets (connections
+        # per address, calls per minute) get exactness, high message rates the cheap one.
+        self._exact = MovingWindowRateLimiter(storage)
+        self._cheap = SlidingWindowCounterRateLimiter(storage)
+
+    def _strategy(self, item: limits.RateLimitItem) -> Strategy:
+        return self._exact if item.amount <= EXACT_UP_TO else self._cheap
 
     async def retry_after(self, item: limits.RateLimitItem, *keys: str) -> float | None:
         """Count one hit; None if allowed, else the seconds until a retry can succeed."""
-        if await self._strategy.hit(item, *keys):
+        strategy = self._strategy(item)
+        if await strategy.hit(item, *keys):
             return None
-        stats = await self._strategy.get_window_stats(item, *keys)
+        stats = await strategy.get_window_stats(item, *keys)
         return max(stats.reset_time - time.time(), 0.001)
