@@ -59,8 +59,8 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
     app.router.routes.append(Route("/{path:path}", _StaticFiles(StaticJail(settings.static_dir))))
     if settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
-    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(HealthProbes, hub=hub)
+    app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost, on every answer
     return app
 
 

@@ -27,9 +27,16 @@ class SignatureError(ValueError):
 
 def cut_errors(error: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        {"loc": _location(item["loc"], item["type"]), "msg": item["msg"], "type": item["type"]}
         for item in error.errors(include_url=False, include_context=False, include_input=False)
     ][:MAX_REPORTED_ERRORS]
+
+
+def _location(loc: tuple[int | str, ...], error_type: str) -> list[int | str]:
+    # The name of a forbidden extra field is the client's input: it is not echoed either.
+    if error_type == "extra_forbidden":
+        return [*loc[:-1], "*"]
+    return list(loc)
 
 
 def _mentions_any(annotation: Any) -> bool:

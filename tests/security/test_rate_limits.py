@@ -58,8 +58,8 @@ async def test_new_connections_per_address_close_with_1013() -> None:
         outcomes = []
         for _ in range(4):
             async with ws_connect(gateway.ws_url) as ws:
-                await ws.send(HELLO)
                 try:
+                    await ws.send(HELLO)
                     await next_reply(ws)
                     outcomes.append("welcome")
                 except ConnectionClosed:

@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 
 from app.client import connect
+from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 
 
-async def test_groups_vanish_when_the_last_member_leaves_or_disconnects(
-    chat_gateway: Gateway,
-) -> None:
-    async with connect(chat_gateway.ws_url) as observer:
+async def test_groups_vanish_when_the_last_member_leaves_or_disconnects() -> None:
+    with Gateway(CHAT_POLICY, env={"NOWGATE_CONNECTION_RATE": "100000/second"}) as gateway:
+        await churn(gateway)
+
+
+async def churn(gateway: Gateway) -> None:
+    async with connect(gateway.ws_url) as observer:
         before = set(await observer.call("rooms"))
-        async with connect(chat_gateway.ws_url) as churner:
+        async with connect(gateway.ws_url) as churner:
             for index in range(200):
                 room = "r" + "".join(chr(ord("a") + int(d)) for d in str(index))
                 await churner.call("join", room)

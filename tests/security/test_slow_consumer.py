@@ -1,0 +1,49 @@
+"""Threat: a client that stops reading slows everyone down or exhausts memory.
+
+Attack: open a connection, subscribe to broadcasts, never read. Naive fan-out awaits each
+socket in turn (everyone waits for the slowest) or buffers without bound. Defence: each
+client has a bounded send queue; `Outbox.put()` never waits; when a client's queue is full
+it is closed with 1013 and its queue dropped, while the others keep receiving everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.asyncio.client import connect as ws_connect
+
+from app.client import connect
+from app.errors import TryAgainLater
+from app.fanout import Outbox
+from tests.conftest import CHAT_POLICY
+from tests.support.gateway import Gateway
+from tests.support.wire import HELLO, close_code_of
+
+
+def test_outbox_overflow_closes_with_1013_and_frees_the_queue() -> None:
+    outbox = Outbox(limit=3)
+    assert all(outbox.put(f"frame {i}") for i in range(3))
+    assert outbox.put("one too many") is False
+    assert isinstance(outbox.close_error, TryAgainLater) and outbox.close_error.close_code == 1013
+    assert len(outbox) == 0
+    assert outbox.put("after close") is False
+
+
+async def test_stalled_reader_is_dropped_and_others_receive_everything() -> None:
+    env = {"NOWGATE_SEND_QUEUE_LIMIT": "64", "NOWGATE_CONNECTION_RATE": "100000/second"}
+    with Gateway(CHAT_POLICY, env=env) as gateway:
+        async with connect(gateway.ws_url) as sender, connect(gateway.ws_url) as healthy:
+            received: list[str] = []
+            healthy.on("message", lambda room, text: received.append(room))
+            async with ws_connect(gateway.ws_url) as stalled:
+                await stalled.send(HELLO)
+                stalled.transport.pause_reading()  # kernel buffers fill, then its queue
+                for _ in range(100):  # 100 x 50 x 4 KiB = 20 MiB, past any socket buffer
+                    await sender.call("flood", 50)
+                for _ in range(100):
+                    if len(received) == 5000:
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(received) == 5000
+                stalled.transport.resume_reading()
+                assert await close_code_of(stalled) == 1013
