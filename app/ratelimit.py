@@ -30,7 +30,10 @@ def async_storage_uri(uri: str) -> str:
 
 class RateLimiter:
     def __init__(self, storage_uri: str) -> None:
-        storage = storage_from_string(async_storage_uri(storage_uri))
+        uri = async_storage_uri(storage_uri)
+        # redis-py is already a dependency; limits would otherwise want coredis.
+        options = {"implementation": "redispy"} if uri.startswith("async+redis") else {}
+        storage = storage_from_string(uri, **options)
         if not isinstance(storage, limits.aio.storage.Storage):
             raise ValueError("the rate-limit storage must support asyncio")
         # A moving window is exact but keeps one timestamp per hit; the sliding-window counter
