@@ -50,7 +50,7 @@
   }
 
   // ---- the connection
-  now.on('connect', function (info) {
+  function connected(info) {
     hook.clientId = info.clientId;
     hook.resumed = info.resumed;
     hook.connected = true;
@@ -58,7 +58,11 @@
     setStatus('connected');
     var p = now.vars.everyone.position;
     if (!drag && valid(p)) place(p);
-  });
+  }
+  now.on('connect', connected);
+  // Deferred scripts run one by one, and the event loop may run between them: the welcome
+  // can arrive after now.js ran but before this file did.
+  if (now.state === 'open') now.ready().then(connected);
 
   now.on('disconnect', function (e) {
     hook.connected = false;

@@ -38,6 +38,8 @@
  *   resolve. Unknown: -32601; a throw or rejection: -32603 with no error text.
  * - Events (now.on / now.off): connect (every welcome), reconnect (every welcome after the
  *   first), disconnect ({code, reason, reconnecting, delay}, only after a welcome), change, error.
+ *   Events are not replayed: a script that may run after the welcome (deferred scripts let the
+ *   event loop run between them) also checks now.state === "open", or awaits now.ready().
  */
 (function (root, factory) {
   'use strict';
