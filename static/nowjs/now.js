@@ -21,14 +21,15 @@
  *   close()), what is still queued rejects with that reason ("closed" or the server's error).
  * - Errors from the server are NowError with the numeric JSON-RPC code, message and data
  *   (data.retry_after for -32029). Local conditions use string codes: "disconnected",
- *   "queue_full", "timeout", "closed".
+ *   "queue_full", "timeout", "closed", "invalid_welcome".
  * - The signed token lives in sessionStorage (per tab, survives a reload) or in memory;
  *   never in localStorage, never in the URL. It is sent in every hello to resume the identity.
  * - Reconnect: exponential backoff with full jitter, delay = random() * min(cap, base * 2^n),
  *   base 250 ms, cap 10 s, n reset by each welcome. 1001 (server shutdown) and network drops
  *   reconnect that way; 1008 (policy violation), 1003 and 1009 wait the whole cap (no
- *   hammering); an error answer to now.hello (auth refused, wrong protocol) stops for good
- *   (now.connect() starts again), except -32029, which waits the cap.
+ *   hammering); a refused hello (-32003 auth refused, -32600/-32601/-32602 wrong protocol)
+ *   stops for good (now.connect() starts again); any other hello error (-32029, -32603), an
+ *   invalid welcome or an auth function that throws waits the cap.
  * - Variables belong to the server: now.vars is a deep-frozen snapshot {everyone, groups,
  *   client}, replaced copy-on-write by now.set / now.del; assigning to it throws a TypeError in
  *   strict code and never reaches the server. Each change emits "change".
@@ -56,6 +57,7 @@
 
   var hasOwn = Function.prototype.call.bind(Object.prototype.hasOwnProperty);
   var PENALTY_CODES = [1003, 1008, 1009];
+  var REFUSALS = [-32003, -32600, -32601, -32602]; // hello answers that retrying cannot change
 
   class NowError extends Error {
     constructor(code, message, data) {
@@ -159,8 +161,15 @@
 
     function hello() {
       helloId = nextId++;
-      var params = { protocol: 1, token: loadToken() };
-      var auth = typeof o.auth === 'function' ? o.auth() : o.auth;
+      var params = { protocol: 1, token: loadToken() }, auth;
+      try {
+        auth = typeof o.auth === 'function' ? o.auth() : o.auth;
+      } catch (e) {
+        report(e);
+        penalty = true;
+        try { conn.close(1000, 'no credential'); } catch (e2) { /* already closing */ }
+        return;
+      }
       if (auth != null) params.auth = String(auth);
       write({ jsonrpc: '2.0', id: helloId, method: 'now.hello', params: params });
     }
@@ -169,8 +178,8 @@
       helloId = null;
       var w = msg.result;
       if (hasOwn(msg, 'error') || !isObj(w) || typeof w.client_id !== 'string') {
-        var err = hasOwn(msg, 'error') ? toError(msg.error) : new NowError(-32600, 'invalid welcome');
-        if (err.code === -32029 || err.code === -32600) penalty = true; else refusal = err;
+        var err = hasOwn(msg, 'error') ? toError(msg.error) : new NowError('invalid_welcome', 'invalid welcome');
+        if (REFUSALS.indexOf(err.code) >= 0) refusal = err; else penalty = true;
         report(err);
         try { conn.close(1000, 'hello failed'); } catch (e) { /* already closing */ }
         return;

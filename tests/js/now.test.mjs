@@ -118,6 +118,7 @@ describe('session start', () => {
 
   test('a refused hello stops the client: no reconnect, ready rejects with the server error', async () => {
     const h = harness();
+    h.now.on('error', () => {});
     const ready = h.now.ready();
     const s = h.socket();
     s.h.open();
@@ -136,6 +137,7 @@ describe('session start', () => {
 
   test('an invalid welcome closes and retries after the cap', () => {
     const h = harness();
+    h.now.on('error', (e) => assert.equal(e.code, 'invalid_welcome'));
     const s = h.socket();
     s.h.open();
     s.push({ jsonrpc: '2.0', id: s.last().id, result: { nope: true } });
@@ -360,14 +362,31 @@ describe('reconnection', () => {
     }
   });
 
-  test('a rate-limited hello waits the cap', () => {
-    const h = harness();
+  test('a rate-limited or failed hello waits the cap; a protocol refusal stops', () => {
+    for (const [code, state, delays] of [[-32029, 'waiting', [10000]], [-32603, 'waiting', [10000]],
+      [-32600, 'closed', []], [-32602, 'closed', []]]) {
+      const h = harness();
+      h.now.on('error', () => {});
+      const s = h.socket();
+      s.h.open();
+      s.push({ jsonrpc: '2.0', id: s.last().id, error: { code, message: 'no', data: { retry_after: 2 } } });
+      s.drop(1008);
+      assert.deepEqual(h.timers.delays(), delays, `hello error ${code}`);
+      assert.equal(h.now.state, state, `hello error ${code}`);
+    }
+  });
+
+  test('an auth function that throws waits the cap without sending a hello', () => {
+    const h = harness({ auth: () => { throw new Error('not logged in'); } });
+    const errors = [];
+    h.now.on('error', (e) => errors.push(e.message));
     const s = h.socket();
     s.h.open();
-    s.push({ jsonrpc: '2.0', id: s.last().id, error: { code: -32029, message: 'Rate limited', data: { retry_after: 2 } } });
-    s.drop(1008);
+    assert.deepEqual(s.sent, []);
+    assert.equal(s.closedWith.code, 1000);
+    s.drop(1000);
     assert.deepEqual(h.timers.delays(), [10000]);
-    assert.equal(h.now.state, 'waiting');
+    assert.deepEqual(errors, ['not logged in']);
   });
 
   test('the stored token is sent in the next hello (identity resume)', () => {
@@ -632,5 +651,70 @@ describe('module', () => {
 
   test('createClient requires a transport', () => {
     assert.throws(() => createClient({}), TypeError);
+  });
+});
+
+describe('as a plain browser script', () => {
+  // Runs now.js the way a <script src="/nowjs/now.js"> tag does: in a fresh global scope
+  // with WebSocket, location, document.currentScript and sessionStorage.
+  async function loadInPage(attrs = {}) {
+    const { readFile } = await import('node:fs/promises');
+    const vm = await import('node:vm');
+    const source = await readFile(new URL('../../static/nowjs/now.js', import.meta.url), 'utf8');
+    const sockets = [];
+    const timers = fakeTimers();
+    const session = new Map();
+    class FakeWebSocket {
+      constructor(url) { this.url = url; this.sent = []; sockets.push(this); }
+      send(text) { this.sent.push(JSON.parse(text)); }
+      close() {}
+    }
+    const page = {
+      WebSocket: FakeWebSocket,
+      location: { protocol: 'https:', host: 'demo.example:8443' },
+      document: { currentScript: { getAttribute: (name) => attrs[name] ?? null } },
+      sessionStorage: {
+        getItem: (k) => (session.has(k) ? session.get(k) : null),
+        setItem: (k, v) => session.set(k, String(v)),
+        removeItem: (k) => session.delete(k),
+      },
+      setTimeout: timers.setTimeout, clearTimeout: timers.clearTimeout, console,
+    };
+    Object.defineProperty(page, 'localStorage', { get() { throw new Error('localStorage must not be used'); } });
+    vm.createContext(page);
+    vm.runInContext(source, page, { filename: 'now.js' });
+    return { page, sockets, session, timers };
+  }
+
+  test('defines the globals now and NowJS and connects to wss://<page host>/ws', async () => {
+    const { page, sockets } = await loadInPage();
+    assert.equal(typeof page.NowJS.createClient, 'function');
+    assert.equal(typeof page.now.ready, 'function');
+    assert.deepEqual(sockets.map((s) => s.url), ['wss://demo.example:8443/ws']);
+  });
+
+  test('data-url picks the path; data-autoconnect="false" defines only NowJS', async () => {
+    assert.deepEqual((await loadInPage({ 'data-url': '/gateway' })).sockets.map((s) => s.url),
+      ['wss://demo.example:8443/gateway']);
+    const manual = await loadInPage({ 'data-autoconnect': 'false' });
+    assert.equal(manual.page.now, undefined);
+    assert.equal(manual.sockets.length, 0);
+  });
+
+  test('the token goes to sessionStorage, never to localStorage or the URL', async () => {
+    const { page, sockets, session, timers } = await loadInPage();
+    const ws = sockets[0];
+    ws.onopen();
+    assert.deepEqual(ws.sent[0].params, { protocol: 1, token: null });
+    ws.onmessage({ data: JSON.stringify({ jsonrpc: '2.0', id: ws.sent[0].id, result: { ...WELCOME, token: 'secret-tok' } }) });
+    assert.equal(page.now.clientId, 'c-1');
+    assert.deepEqual([...session.entries()], [['nowgate.token:wss://demo.example:8443/ws', 'secret-tok']]);
+    ws.onmessage({ data: new ArrayBuffer(2) }); // binary frames are ignored
+    ws.onclose({ code: 1001, reason: 'shutdown' });
+    timers.tick(10000);
+    assert.equal(sockets.length, 2);
+    assert.ok(!sockets[1].url.includes('secret-tok'));
+    sockets[1].onopen();
+    assert.equal(sockets[1].sent[0].params.token, 'secret-tok');
   });
 });
