@@ -24,7 +24,8 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
             for e in error.errors(include_url=False, include_input=False)
         )
         raise SystemExit(f"nowgate: invalid settings: {problems}") from None

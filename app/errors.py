@@ -86,8 +86,11 @@ class RateLimited(RpcError):
     code = -32029
     default_message = "Rate limited"
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(data={"retry_after": round(max(retry_after, 0.0), 3)})
+    def __init__(self, retry_after: float, reason: str | None = None) -> None:
+        data: dict[str, Any] = {"retry_after": round(max(retry_after, 0.0), 3)}
+        if reason is not None:
+            data["reason"] = reason  # an extra data field; PROTOCOL.md allows additions
+        super().__init__(data=data)
 
 
 class CloseConnection(NowgateError):

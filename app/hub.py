@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import limits
 
+from app.backplane import backplane_for
 from app.errors import ClientCallError, CloseConnection, PolicyViolation
 from app.fanout import encode, fan_out
 from app.identity import IdentitySigner
@@ -51,16 +52,49 @@ class Hub:
         self.connect_rate = limits.parse(settings.connect_rate_per_address)
         self.sessions: set[Session] = set()
         self.draining = False
+        self.backplane = backplane_for(settings.redis_url)
 
     def _client_function(self, function: str) -> None:
         if function not in self.policy.client_functions:
             raise ValueError(f"{function!r} is not a client function of the policy")
 
-    def notify(self, peers: Iterable[Peer], function: str, args: tuple[Any, ...]) -> int:
-        """Call a client function on many peers without awaiting answers; one encode."""
+    def broadcast(
+        self, function: str, args: tuple[Any, ...], group: str | None, without: str | None
+    ) -> int:
+        """Call a client function on everyone (or a group), minus one client, cluster-wide.
+
+        Encoded once; returns how many clients of this node it was queued to.
+        """
         self._client_function(function)
         frame = notification(function, list(args))
-        return fan_out(frame, (peer.outbox for peer in peers))
+        self.backplane.publish({"frame": frame, "group": group, "without": without})
+        return self._deliver(frame, group, without)
+
+    def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
+        """Call a client function on one client of this node, without awaiting an answer."""
+        self._client_function(function)
+        return peer.outbox.put(notification(function, list(args)))
+
+    def audience(self, group: str | None, without: str | None) -> Iterator[Peer]:
+        peers = self.registry.peers() if group is None else self.registry.members(group)
+        return (peer for peer in peers if peer.client_id != without)
+
+    def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
+        return fan_out(frame, (peer.outbox for peer in self.audience(group, without)))
+
+    def receive_remote(self, envelope: dict[str, Any]) -> None:
+        """A broadcast or variable write published by another node."""
+        group = envelope.get("group")
+        if group is not None and not self.registry.has_group(group):
+            return  # no member here: nothing to deliver, and no group state to create
+        variable = envelope.get("variable")
+        if variable is not None:
+            store = self.variables.scope(variable["scope"])
+            if variable.get("deleted"):
+                store.pop(variable["path"], None)
+            else:
+                store[variable["path"]] = variable["value"]
+        self._deliver(envelope["frame"], group, envelope.get("without"))
 
     async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
         """Call a client function on one peer and await its validated answer."""
@@ -86,22 +120,24 @@ class Hub:
         # Encode first: a value that cannot be sent must not be stored either.
         frame = notification("now.set", {"scope": scope, "path": path, "value": value})
         self.variables.scope(scope, client_id)[path] = value
-        fan_out(frame, (peer.outbox for peer in self._scope_members(scope, client_id)))
+        self._sync(scope, client_id, frame, {"scope": scope, "path": path, "value": value})
 
     def delete_variable(self, scope: str, path: str, client_id: str | None = None) -> None:
         check_path(path)
         if self.variables.scope(scope, client_id).pop(path, _MISSING) is _MISSING:
             return
         frame = notification("now.del", {"scope": scope, "path": path})
-        fan_out(frame, (peer.outbox for peer in self._scope_members(scope, client_id)))
+        self._sync(scope, client_id, frame, {"scope": scope, "path": path, "deleted": True})
 
-    def _scope_members(self, scope: str, client_id: str | None) -> Iterable[Peer]:
-        if scope == EVERYONE:
-            return self.registry.peers()
+    def _sync(self, scope: str, client_id: str | None, frame: str, change: dict[str, Any]) -> None:
         if scope == CLIENT:
             peer = self.registry.get(client_id) if client_id else None
-            return [peer] if peer else []
-        return self.registry.members(scope[len(GROUP_PREFIX) :])
+            if peer is not None:
+                peer.outbox.put(frame)
+            return
+        group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
+        self.backplane.publish({"frame": frame, "group": group, "variable": change})
+        self._deliver(frame, group, None)
 
     # Groups ---------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ Identities, groups and roles are only ever changed here, by server code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from app.hub import Hub
@@ -29,24 +28,20 @@ class Audience:
         self._group = group
         self._without = without
 
-    def _members(self) -> Iterator[Peer]:
-        peers = (
-            self._hub.registry.peers()
-            if self._group is None
-            else self._hub.registry.members(self._group)
-        )
-        return (peer for peer in peers if peer.client_id != self._without)
-
     @property
     def client_ids(self) -> list[str]:
-        return [peer.client_id for peer in self._members()]
+        """The members connected to this node."""
+        return [peer.client_id for peer in self._hub.audience(self._group, self._without)]
 
     def excluding(self, client_id: str) -> Audience:
         return Audience(self._hub, self._group, client_id)
 
     def notify(self, function: str, *args: Any) -> int:
-        """Call a client function on every member; returns how many it was queued to."""
-        return self._hub.notify(self._members(), function, args)
+        """Call a client function on every member (on every node, with a backplane).
+
+        Returns how many members of this node it was queued to.
+        """
+        return self._hub.broadcast(function, args, self._group, self._without)
 
     @property
     def _scope(self) -> str:
@@ -95,7 +90,7 @@ class Client:
         return self._hub.registry.get(self._peer.client_id) is self._peer
 
     def notify(self, function: str, *args: Any) -> bool:
-        return self._hub.notify([self._peer], function, args) == 1
+        return self._hub.notify(self._peer, function, args)
 
     async def call(self, function: str, *args: Any) -> Any:
         """Call a client function and await its answer, validated against the stub's type."""

@@ -245,8 +245,8 @@ class Session:
 
     async def receive(self, text: str) -> None:
         """Handle one frame after the hello: answers, or calls queued for `work()`."""
-        if self.state is not State.OPEN or self.draining:
-            return  # a draining gateway takes no new calls; the client resumes elsewhere
+        if self.state is not State.OPEN:
+            return
         try:
             message = decode(text, self._limits)
         except RpcError as error:
@@ -261,6 +261,11 @@ class Session:
             if not self.peer.pending.resolve(message):
                 self._audit("unknown_answer")
                 self._violation()
+            return
+        if self.draining:
+            # The gateway is shutting down: no new calls; the client retries after the 1001.
+            if not message.is_notification:
+                self._send_error(message.id, RateLimited(1.0, reason="draining"))
             return
         retry_after = await self.hub.limiter.retry_after(
             self.hub.connection_rate, "connection", self.connection_id

@@ -8,6 +8,7 @@ settings table is generated from the field descriptions here.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
         "60/minute", description="new WebSocket connections per client address; 1013 past it"
     )
     http_rate: str = Field("300/minute", description="HTTP requests per client address")
+    redis_url: str | None = Field(
+        None, description="Redis URL of the backplane that fans out across gateway processes; "
+        "unset: one process"
+    )
     rate_limit_storage: str = Field(
         "memory://", description="limits storage URI: memory:// or redis://host:port"
     )
@@ -109,6 +114,20 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # uvicorn silently ignores an entry it cannot parse, which would make every client
+        # look like the proxy: refuse it here instead.
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.mode != "production":
@@ -124,10 +143,13 @@ class Settings(BaseSettings):
             problems.append("set NOWGATE_ALLOWED_ORIGINS to your site's exact origin(s)")
         if self.allow_missing_origin:
             problems.append("unset NOWGATE_ALLOW_MISSING_ORIGIN (browsers always send Origin)")
-        if "*" in self.trusted_proxies:
+        if any(
+            entry == "*" or ipaddress.ip_network(entry, strict=False).prefixlen == 0
+            for entry in self.trusted_proxies
+        ):
             problems.append(
-                "NOWGATE_TRUSTED_PROXIES must list your proxies' addresses, not '*' "
-                "(with '*' any client can forge X-Forwarded-For)"
+                "NOWGATE_TRUSTED_PROXIES must list your proxies' addresses, not '*' or a "
+                "network of every address (then any client can forge X-Forwarded-For)"
             )
         if problems:
             raise ValueError("production mode refuses to start: " + "; ".join(problems))
