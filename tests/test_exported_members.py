@@ -1,0 +1,48 @@
+"""The public API is small and deliberate: `app.__all__` is guarded here (as httpx does)."""
+
+from __future__ import annotations
+
+import types
+
+import app
+
+EXPECTED = [
+    "Audience",
+    "Client",
+    "ClientCallError",
+    "Context",
+    "Forbidden",
+    "Handshake",
+    "InvalidParams",
+    "Policy",
+    "Principal",
+    "RpcError",
+    "Settings",
+    "create_app",
+    "load_policy",
+]
+
+
+def test_all_is_exactly_the_expected_public_api() -> None:
+    assert app.__all__ == EXPECTED
+
+
+def test_all_is_sorted_and_without_duplicates() -> None:
+    assert app.__all__ == sorted(set(app.__all__))
+
+
+def test_every_public_name_of_the_package_is_exported() -> None:
+    # Submodules become attributes of the package when imported; they are not API members.
+    public = sorted(
+        name
+        for name, value in vars(app).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    )
+    assert public == app.__all__
+
+
+def test_every_exported_name_resolves_to_its_defining_module() -> None:
+    for name in app.__all__:
+        member = getattr(app, name)
+        assert member.__module__.startswith("app."), name
+        assert member.__name__ == name
