@@ -17,6 +17,8 @@ from app.errors import InvalidRequest, MethodNotFound, ParseError
 
 JSONRPC_VERSION = "2.0"
 METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# Group names are chosen by server code; they travel in tokens and `group:<name>` scopes.
+GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 PROTOCOL_PREFIX = "now."
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_ID_LENGTH = 128
@@ -198,7 +200,7 @@ def _to_response(obj: dict[str, Any], request_id: RequestId | None) -> Response:
     error = obj.get("error")
     if has_error and not (
         isinstance(error, dict)
-        and isinstance(error.get("code"), int)
+        and type(error.get("code")) is int
         and isinstance(error.get("message"), str)
     ):
         raise InvalidRequest('"error" must be an object with an integer code and a message')

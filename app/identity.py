@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from app.decode import METHOD_NAME
+from app.decode import GROUP_NAME
 
 TOKEN_SALT = "nowgate.identity.v1"  # noqa: S105 - a purpose label, not a secret
 MAX_TOKEN_LENGTH = 4096
@@ -53,7 +53,7 @@ class IdentitySigner:
             return None
         try:
             payload = self._serializer.loads(token, max_age=self._max_age)
-        except BadData:
+        except (BadData, UnicodeError):
             return None
         return _claims_from(payload)
 
@@ -69,7 +69,7 @@ def _claims_from(payload: object) -> Claims | None:
     if user is not None and not isinstance(user, str):
         return None
     if not isinstance(groups, list) or not all(
-        isinstance(g, str) and METHOD_NAME.fullmatch(g) for g in groups
+        isinstance(g, str) and GROUP_NAME.fullmatch(g) for g in groups
     ):
         return None
     return Claims(client_id=client_id, user=user, groups=frozenset(groups))

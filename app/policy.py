@@ -42,7 +42,7 @@ from typing import Any, Literal
 import limits
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from app.decode import METHOD_NAME
+from app.decode import GROUP_NAME, METHOD_NAME
 from app.errors import PolicyFileError
 from app.validation import (
     STRICT,
@@ -179,6 +179,10 @@ def _bind(source: str, document: PolicyDocument, context_type: type) -> Policy:
         module = importlib.import_module(document.handlers)
     except ImportError as error:
         raise PolicyFileError(source, "handlers", f"cannot import module ({error})") from None
+    except Exception as error:  # the module itself fails while importing
+        raise PolicyFileError(
+            source, "handlers", f"importing the module failed ({type(error).__name__}: {error})"
+        ) from None
 
     def attribute(key: str, name: str) -> Any:
         # Names come from the trusted policy file, and are checked against the same pattern
@@ -197,7 +201,10 @@ def _bind(source: str, document: PolicyDocument, context_type: type) -> Policy:
         if not inspect.iscoroutinefunction(handler):
             raise PolicyFileError(source, key, "the handler must be an async function")
         for group in rule.groups:
-            _check_name(source, f"{key}.groups", group)
+            if not GROUP_NAME.fullmatch(group):
+                raise PolicyFileError(
+                    source, f"{key}.groups", f"{group!r} does not match {GROUP_NAME.pattern}"
+                )
         try:
             arguments = argument_validator(handler, context_type)
         except SignatureError as error:

@@ -6,17 +6,16 @@ last member leaves or disconnects, so rooms never pile up (a flaw of the NowJS o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from app.decode import GROUP_NAME
 from app.fanout import Outbox
 
 if TYPE_CHECKING:
     from app.dispatch import PendingCalls
 
-GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 @dataclass(eq=False)

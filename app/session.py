@@ -275,7 +275,9 @@ class Session:
             self._reject(RateLimited(retry_after), message.id, not message.is_notification)
             return
         try:
-            self._inbox.put_nowait((message, len(text)))
+            # Limits are in bytes; only non-ASCII text needs encoding to count them.
+            size = len(text) if text.isascii() else len(text.encode())
+            self._inbox.put_nowait((message, size))
         except asyncio.QueueFull:
             self.close(TryAgainLater("Too many calls in flight"))
 
@@ -306,6 +308,11 @@ class Session:
         except RpcError as error:
             known = request.method in self.hub.policy.functions
             self._reject(error, request.id, answer, request.method if known else "")
+            return
+        except Exception:
+            # A validator or a rate-limit backend failed: the call fails, the session lives.
+            log.exception("call to %s failed before its handler ran", request.method)
+            self._reject(InternalError(), request.id, answer)
             return
         if answer:
             assert request.id is not None

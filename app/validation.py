@@ -67,7 +67,8 @@ class ArgumentValidator:
                 )
             params = dict(zip(self.names, params, strict=False))
         try:
-            validated = self.model.model_validate(params)
+            # strict=True here reaches nested models too, whatever their own config says.
+            validated = self.model.model_validate(params, strict=True)
         except ValidationError as error:
             raise InvalidParams(data=cut_errors(error)) from None
         # Attribute access keeps nested models as model instances for the handler.
@@ -100,6 +101,13 @@ def argument_validator(function: Callable[..., Any], context_type: type) -> Argu
             raise SignatureError(f"parameter {name!r} is typed Any or object; name a real type")
         if annotation is context_type:
             raise SignatureError(f"parameter {name!r}: the context must be the first parameter")
+        if name.startswith("_") or hasattr(BaseModel, name):
+            raise SignatureError(f"parameter {name!r}: rename it (reserved by pydantic)")
+        loose = _loose_model(annotation)
+        if loose is not None:
+            raise SignatureError(
+                f"parameter {name!r}: model {loose} must set extra='forbid' in its model_config"
+            )
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[name] = (annotation, default)
     model = create_model(
@@ -120,6 +128,25 @@ def return_adapter(function: Callable[..., Any]) -> TypeAdapter[Any]:
     if _mentions_any(annotation):
         raise SignatureError("the return type is Any or object; name a real type")
     return TypeAdapter(annotation, config=STRICT if _is_plain(annotation) else None)
+
+
+def _loose_model(annotation: Any, seen: frozenset[type] = frozenset()) -> str | None:
+    """The name of a model reachable from `annotation` that accepts unknown fields."""
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return None
+        if annotation.model_config.get("extra") != "forbid":
+            return annotation.__name__
+        for field in annotation.model_fields.values():
+            found = _loose_model(field.annotation, seen | {annotation})
+            if found is not None:
+                return found
+        return None
+    for argument in typing.get_args(annotation):
+        found = _loose_model(argument, seen)
+        if found is not None:
+            return found
+    return None
 
 
 def _is_plain(annotation: Any) -> bool:

@@ -27,11 +27,20 @@ from app.scope import Context
 from tests.support.gateway import Gateway
 
 
+def _other(char: str) -> str:
+    return "A" if char != "A" else "B"
+
+
 def _tampered(token: str) -> list[str]:
-    payload, stamp, signature = token.split(".")
-    flip = ("A" if signature[0] != "A" else "B") + signature[1:]
-    return [f"{payload}.{stamp}.{flip}", f"{payload[:-2]}xx.{stamp}.{signature}",
-            f"{payload}.{stamp[:-1]}A.{signature}", token + "x", "", "garbage", "a.b.c"]
+    payload, stamp, signature = token.rsplit(".", 2)
+    forged = [
+        f"{payload}.{stamp}.{_other(signature[0])}{signature[1:]}",
+        f"{_other(payload[0])}{payload[1:]}.{stamp}.{signature}",
+        f"{payload}.{_other(stamp[0])}{stamp[1:]}.{signature}",
+        token + "x", "", "garbage", "a.b.c",
+    ]
+    assert token not in forged
+    return forged
 
 
 async def test_altered_tokens_never_resume_the_victims_identity(chat_gateway: Gateway) -> None:
@@ -59,10 +68,12 @@ async def test_token_signed_with_another_key_or_salt_is_refused(chat_gateway: Ga
 
 
 async def test_token_of_a_connected_client_is_not_handed_out_twice(chat_gateway: Gateway) -> None:
-    async with connect(chat_gateway.ws_url) as first:
-        async with connect(chat_gateway.ws_url, token=first.token) as copy:
-            assert copy.resumed is False
-            assert copy.client_id != first.client_id
+    async with (
+        connect(chat_gateway.ws_url) as first,
+        connect(chat_gateway.ws_url, token=first.token) as copy,
+    ):
+        assert copy.resumed is False
+        assert copy.client_id != first.client_id
 
 
 async def test_token_of_another_user_does_not_resume_for_this_user(chat_gateway: Gateway) -> None:

@@ -104,7 +104,9 @@ def harness() -> Harness:
 
 
 @given(fuzz=st.lists(frames, max_size=8))
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_session_survives_any_frames_and_dispatches_only_valid_calls(
     harness: Harness, fuzz: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
