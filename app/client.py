@@ -158,6 +158,7 @@ class NowClient:
             return
         if method == "now.token":
             self.token = params["token"]
+            self.functions = params.get("functions", self.functions)
             return
         call_id = message.get("id")
         function = self._functions.get(method)

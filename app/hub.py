@@ -153,11 +153,15 @@ class Hub:
                 )
 
     def leave(self, peer: Peer, group: str) -> None:
-        was_member = group in peer.groups
+        if group not in peer.groups:
+            return
+        scope = GROUP_PREFIX + group
+        # The leaver's copy of the group's variables goes too, so it holds nothing stale.
+        for path in self.variables.scope(scope):
+            peer.outbox.put(notification("now.del", {"scope": scope, "path": path}))
         if self.registry.leave(peer, group):
             self.variables.drop_group(group)
-        if was_member:
-            self._refresh_token(peer)
+        self._refresh_token(peer)
 
     def remove(self, peer: Peer) -> None:
         for group in self.registry.remove(peer):
@@ -169,8 +173,12 @@ class Hub:
         return self.signer.issue(peer.client_id, peer.user, peer.groups)
 
     def _refresh_token(self, peer: Peer) -> None:
-        # The token carries the groups, so a resumed identity gets them back.
-        peer.outbox.put(notification("now.token", {"token": self.issue_token(peer)}))
+        # The token carries the groups, so a resumed identity gets them back; group-gated
+        # functions may have come or gone with them.
+        functions = self.policy.callable_names(peer.roles, peer.groups)
+        peer.outbox.put(
+            notification("now.token", {"token": self.issue_token(peer), "functions": functions})
+        )
 
     # Lifetime ---------------------------------------------------------------------------
 

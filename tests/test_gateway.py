@@ -97,6 +97,26 @@ async def test_group_broadcast_excludes_sender_and_non_members(chat_gateway: Gat
         assert got == {"sender": [], "member": [("blue", "hi")], "outsider": []}
 
 
+async def test_group_changes_refresh_functions_and_drop_the_leavers_group_variables(
+    chat_gateway: Gateway,
+) -> None:
+    async with connect(chat_gateway.ws_url) as member:
+        assert "staffOnly" not in member.functions
+        await member.call("join", "staff")
+        await member.call("setRoomTopic", "staff", "standup at 10")
+        await settle(0.1)
+        assert "staffOnly" in member.functions
+        assert await member.call("staffOnly") == "staff"
+        assert member.vars["groups"]["staff"] == {"topic": "standup at 10"}
+        await member.call("leave", "staff")
+        await settle(0.1)
+        assert "staffOnly" not in member.functions
+        assert member.vars["groups"]["staff"] == {}
+        with pytest.raises(CallError) as denied:
+            await member.call("staffOnly")
+        assert denied.value.code == -32003
+
+
 async def test_server_to_client_call_returns_the_validated_answer(chat_gateway: Gateway) -> None:
     async with connect(chat_gateway.ws_url) as asker, connect(chat_gateway.ws_url) as oracle:
         oracle.on("answer", lambda question: f"42 ({question})")

@@ -256,7 +256,12 @@
       var name = msg.method, g = gen;
       if (!isRequest && name === 'now.set') return applyVar('set', msg.params);
       if (!isRequest && name === 'now.del') return applyVar('del', msg.params);
-      if (!isRequest && name === 'now.token') return isObj(msg.params) && saveToken(msg.params.token);
+      if (!isRequest && name === 'now.token') {
+        if (!isObj(msg.params)) return;
+        // Sent when the client's groups change: a fresh token, and the functions now callable.
+        if (Array.isArray(msg.params.functions)) setFunctions(strings(msg.params.functions));
+        return saveToken(msg.params.token);
+      }
       var fn = clientFunctions.has(name) && !stubs.has(name) && hasOwn(now, name) ? now[name] : null;
       function answer(body) {
         if (!isRequest || gen !== g) return;

@@ -405,6 +405,17 @@ describe('reconnection', () => {
     assert.equal(h.socket().last().params.token, 'tok-old');
   });
 
+  test('the now.token notification updates the callable server functions', () => {
+    const h = harness();
+    const s = welcome(h);
+    assert.equal(typeof h.now.syncPosition, 'function');
+    s.push({ jsonrpc: '2.0', method: 'now.token', params: { token: 'tok-3', functions: ['staffOnly'] } });
+    assert.equal(typeof h.now.staffOnly, 'function');
+    assert.equal(h.now.syncPosition, undefined, 'functions no longer listed disappear');
+    s.push({ jsonrpc: '2.0', method: 'now.token', params: { token: 'tok-4' } });
+    assert.equal(typeof h.now.staffOnly, 'function', 'a token without a list keeps the functions');
+  });
+
   test('the now.token notification replaces the stored token', () => {
     const h = harness();
     const s = welcome(h);
