@@ -286,4 +286,11 @@ def test_callable_names_lists_exactly_what_authorize_allows(chat: Policy) -> Non
     )
     assert "adminOnly" not in everyone
     assert chat.callable_names(NOBODY, set()) == everyone
-    assert chat.callable_names(frozenset({"admin"}), set()) == sorted(chat.functions)
+    admin = sorted(
+        name for name, function in chat.functions.items() if "admin" in function.rule.roles
+    )
+    assert chat.callable_names(frozenset({"admin"}), set()) == sorted(everyone + admin)
+    staff = sorted(
+        name for name, function in chat.functions.items() if "staff" in function.rule.groups
+    )
+    assert staff and chat.callable_names(NOBODY, {"staff"}) == sorted(everyone + staff)
