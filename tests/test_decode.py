@@ -336,6 +336,14 @@ def test_response_with_malformed_error_is_an_invalid_request(error: Any) -> None
     assert type(rejection(frame(id="c", error=error))) is InvalidRequest
 
 
+@pytest.mark.parametrize("code", [True, False])
+def test_response_with_a_boolean_error_code_is_an_invalid_request(code: bool) -> None:
+    # bool is a subclass of int in Python, but JSON true is not an integer.
+    error = rejection(frame(id="c", error={"code": code, "message": "m"}))
+    assert type(error) is InvalidRequest
+    assert error.request_id == "c"
+
+
 # Method names: -32601, never looked up ----------------------------------------------------
 
 

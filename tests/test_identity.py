@@ -181,3 +181,27 @@ def test_validly_signed_payload_of_another_shape_is_an_empty_session(
 ) -> None:
     token = URLSafeTimedSerializer(KEY, salt=TOKEN_SALT).dumps(payload)
     assert signer.verify(token) is None
+
+
+def test_a_token_carrying_group_names_the_registry_accepts_verifies(
+    signer: IdentitySigner,
+) -> None:
+    # The server signs every group a handler joined; dashes, dots and colons are allowed there.
+    groups = {"team-1", "room.2", "a:b", "under_score", "9lives"}
+    assert signer.verify(signer.issue("c-abc", None, groups)) == Claims(
+        "c-abc", None, frozenset(groups)
+    )
+
+
+@pytest.mark.parametrize("group", ["bad name", "-team", "x" * 65, "caf\u00e9", ""])
+def test_a_validly_signed_token_carrying_a_group_name_the_registry_refuses_does_not_verify(
+    signer: IdentitySigner, group: str
+) -> None:
+    assert signer.verify(signer.issue("c-abc", None, [group])) is None
+
+
+@pytest.mark.parametrize("token", ["\ud800", "a.\udfff.b", "\udc80" * 10])
+def test_a_token_that_cannot_be_encoded_as_utf8_is_an_empty_session(
+    signer: IdentitySigner, token: str
+) -> None:
+    assert signer.verify(token) is None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from app.__main__ import main
 from app.demo import Position
 from app.errors import PolicyFileError
 from app.policy import Policy, load_policy
@@ -18,13 +20,20 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_POLICY = REPO / "policies" / "demo.toml"
 CHAT_POLICY = REPO / "tests" / "fixtures" / "chat.toml"
 BROKEN = REPO / "tests" / "fixtures" / "broken"
+BROKEN_PARAMETERS = "tests.fixtures.broken.parameters"
 NOBODY: frozenset[str] = frozenset()
 
 
-def write_policy(directory: Path, text: str) -> Path:
+def write_policy(directory: Path, text: str, handlers: str = "tests.fixtures.handlers") -> Path:
     path = directory / "policy.toml"
-    path.write_text('handlers = "tests.fixtures.handlers"\n' + text, encoding="utf-8")
+    path.write_text(f'handlers = "{handlers}"\n' + text, encoding="utf-8")
     return path
+
+
+def refusal(path: Path) -> PolicyFileError:
+    with pytest.raises(PolicyFileError) as caught:
+        load_policy(path, Context)
+    return caught.value
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +209,64 @@ def test_policy_mistakes_fail_naming_the_key(
     assert str(caught.value).startswith(f"{path}: {key}: ")
 
 
+@pytest.mark.parametrize(
+    "function, parameter",
+    [("underscored", "_x"), ("model_config", "model_config"), ("schema", "schema"),
+     ("copy", "copy")],
+)
+def test_a_handler_parameter_named_like_a_pydantic_internal_is_refused_naming_the_function(
+    tmp_path: Path, function: str, parameter: str
+) -> None:
+    path = write_policy(tmp_path, f"[functions.{function}]\n", BROKEN_PARAMETERS)
+    error = refusal(path)
+    assert error.key == f"functions.{function}"
+    assert f"parameter {parameter!r}" in error.problem
+    assert str(error).startswith(f"{path}: functions.{function}: ")
+
+
+@pytest.mark.parametrize(
+    "function, model",
+    [("loose", "Loose"), ("allowing", "Allowing"), ("loose_list", "Loose"),
+     ("loose_optional", "Loose"), ("loose_field", "Loose")],
+    ids=["direct", "extra-allow", "list-of", "optional", "field-of-a-strict-model"],
+)
+def test_a_parameter_reaching_a_model_that_does_not_forbid_extra_fields_is_refused_naming_it(
+    tmp_path: Path, function: str, model: str
+) -> None:
+    error = refusal(write_policy(tmp_path, f"[functions.{function}]\n", BROKEN_PARAMETERS))
+    assert error.key == f"functions.{function}"
+    assert f"model {model} must set extra='forbid'" in error.problem
+
+
+@pytest.mark.parametrize(
+    "module, exception",
+    [("raises_at_import", "RuntimeError"), ("syntax_error_at_import", "SyntaxError")],
+)
+def test_a_handlers_module_that_fails_while_importing_is_refused_naming_handlers(
+    tmp_path: Path, module: str, exception: str
+) -> None:
+    path = write_policy(tmp_path, "[functions.ping]\n", f"tests.fixtures.broken.{module}")
+    error = refusal(path)
+    assert error.key == "handlers"
+    assert f"importing the module failed ({exception}: " in error.problem
+    assert str(error).startswith(f"{path}: handlers: ")
+
+
+@pytest.mark.parametrize("module", ["raises_at_import", "syntax_error_at_import"])
+def test_check_of_a_policy_whose_handlers_fail_while_importing_exits_non_zero_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    module: str,
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() prepends the working directory
+    monkeypatch.chdir(REPO)
+    path = write_policy(tmp_path, "[functions.ping]\n", f"tests.fixtures.broken.{module}")
+    assert main(["check", str(path)]) == 2
+    output = capsys.readouterr()
+    assert output.out == ""
+    assert output.err.startswith(f"nowgate: policy refused: {path}: handlers: importing ")
+    assert "Traceback" not in output.err
+
+
 @pytest.mark.parametrize("module", ["../etc/passwd", "os; rm", "tests/fixtures/handlers", ""])
 def test_handlers_that_are_not_a_module_name_fail(tmp_path: Path, module: str) -> None:
     path = tmp_path / "policy.toml"
@@ -251,6 +318,26 @@ def test_a_group_rule_admits_members_of_any_listed_group(tmp_path: Path) -> None
     assert not policy.authorize("say", NOBODY, {"green"})
     assert policy.authorize("say", NOBODY, {"green", "blue"})
     assert not policy.authorize("say", frozenset({"red"}), set())
+
+
+def test_a_group_rule_accepts_every_group_name_the_registry_accepts(tmp_path: Path) -> None:
+    policy = load_policy(
+        write_policy(tmp_path, '[functions.say]\ngroups = ["team-1", "room.2", "a:b"]\n'),
+        Context,
+    )
+    assert policy.functions["say"].rule.groups == ("team-1", "room.2", "a:b")
+    assert policy.authorize("say", NOBODY, {"team-1"})
+    assert policy.authorize("say", NOBODY, {"a:b"})
+    assert not policy.authorize("say", NOBODY, {"team-2"})
+
+
+@pytest.mark.parametrize("group", ["bad name", "-team", "x" * 65, "caf\u00e9"])
+def test_a_group_rule_naming_a_group_the_registry_refuses_fails_at_load(
+    tmp_path: Path, group: str
+) -> None:
+    error = refusal(write_policy(tmp_path, f'[functions.say]\ngroups = ["{group}"]\n'))
+    assert error.key == "functions.say.groups"
+    assert "does not match" in error.problem
 
 
 def test_roles_and_groups_rules_admit_either(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ from app.session import INBOX_LIMIT, Session, State
 from app.settings import Settings
 
 CHAT_POLICY = Path(__file__).parent / "fixtures" / "chat.toml"
+# Handlers for the regression tests of fixed bugs (group names, validators, UTF-8 sizes).
+REGRESSIONS_POLICY = Path(__file__).parent / "fixtures" / "regressions.toml"
 SECRET_TEXTS = ("hunter2", "/srv", "RuntimeError", "Traceback", "secret")
 
 
@@ -160,6 +162,16 @@ def make_hub(policy: Policy) -> Callable[..., Hub]:
 @pytest.fixture
 def hub(make_hub: Callable[..., Hub]) -> Hub:
     return make_hub()
+
+
+@pytest.fixture(scope="module")
+def regressions_policy() -> Policy:
+    return load_policy(REGRESSIONS_POLICY, Context)
+
+
+@pytest.fixture
+def regressions_hub(regressions_policy: Policy) -> Hub:
+    return Hub(Settings(), regressions_policy)
 
 
 @pytest.fixture
@@ -303,6 +315,28 @@ async def test_the_token_of_a_connected_client_gets_a_fresh_identity(
     assert welcome["resumed"] is False
     assert welcome["client_id"] != victim.client_id
     assert hub.registry.get(victim.client_id) is victim.session.peer
+
+
+async def test_a_client_in_groups_named_with_dashes_dots_and_colons_resumes_them(
+    regressions_hub: Hub, connect: Callable[..., Connection]
+) -> None:
+    # The registry accepts these names; the token that carries them must verify again.
+    groups = ["team-1", "room.2", "a:b"]
+    first = connect(regressions_hub)
+    await first.hello()
+    client_id = first.client_id
+    assert await first.result("enter", groups) == sorted(groups)
+    tokens = [n["params"]["token"] for n in first.notifications if n["method"] == "now.token"]
+    await first.session.finish()
+    assert client_id not in regressions_hub.registry
+
+    again = connect(regressions_hub)
+    welcome = await again.hello(token=tokens[-1])
+    assert welcome["resumed"] is True
+    assert welcome["client_id"] == client_id
+    assert again.session.peer is not None and again.session.peer.groups == set(groups)
+    for group in groups:
+        assert [p.client_id for p in regressions_hub.registry.members(group)] == [client_id]
 
 
 def altered_signature(token: str, signer: IdentitySigner) -> str:
@@ -566,6 +600,29 @@ async def test_a_frame_over_the_functions_max_bytes_is_refused_before_validation
     ]
 
 
+async def test_a_frame_of_non_ascii_text_is_measured_in_utf8_bytes_against_max_bytes(
+    regressions_hub: Hub, connect: Callable[..., Connection]
+) -> None:
+    client = connect(regressions_hub)
+    await client.hello()
+    assert regressions_hub.policy.functions["echo"].rule.max_bytes == 256
+
+    def echo(request_id: int, text: str) -> str:
+        message = {"jsonrpc": "2.0", "id": request_id, "method": "echo", "params": [text]}
+        return json.dumps(message, ensure_ascii=False)  # "é" as is, as browsers send it
+
+    ascii_frame, accented_frame = echo(1, "e" * 120), echo(2, "\u00e9" * 120)
+    assert len(ascii_frame) == len(accented_frame) <= 256 < len(accented_frame.encode())
+    await client.send(ascii_frame)
+    assert await client.reply() == {"jsonrpc": "2.0", "id": 1, "result": 120}
+    await client.send(accented_frame)
+    reply = await client.reply()
+    assert reply["id"] == 2 and reply["error"]["code"] == -32602
+    assert reply["error"]["data"] == [
+        {"loc": [], "msg": "Arguments too large", "type": "too_large"}
+    ]
+
+
 async def test_a_failing_handler_is_answered_with_32603_and_nothing_of_the_failure(
     hub: Hub, connect: Callable[..., Connection]
 ) -> None:
@@ -576,6 +633,23 @@ async def test_a_failing_handler_is_answered_with_32603_and_nothing_of_the_failu
                      "error": {"code": -32603, "message": "Internal error"}}
     for text in SECRET_TEXTS:
         assert text not in json.dumps(reply)
+
+
+async def test_a_validator_raising_a_non_rpc_exception_is_answered_32603_and_the_session_lives(
+    regressions_hub: Hub, connect: Callable[..., Connection]
+) -> None:
+    # Ticket's field_validator raises LookupError, which pydantic does not turn into a
+    # ValidationError: it escapes argument validation, before the handler runs.
+    client = connect(regressions_hub)
+    await client.hello()
+    reply = await client.call("book", {"n": 13})
+    assert reply == {"jsonrpc": "2.0", "id": reply["id"],
+                     "error": {"code": -32603, "message": "Internal error"}}
+    assert "/srv" not in json.dumps(reply) and "LookupError" not in json.dumps(reply)
+    assert await client.result("add", 1, 2) == 3
+    assert await client.result("book", {"n": 7}) == 7
+    assert client.worker is not None and not client.worker.done()
+    assert client.session.state is State.OPEN and not client.outbox.closing
 
 
 async def test_a_function_forbidden_to_this_client_is_answered_with_32003(

@@ -19,6 +19,7 @@ from app.validation import (
     return_adapter,
     validate_result,
 )
+from tests.fixtures.broken import parameters as broken
 
 SECRET = "s3cr3t-input-value"
 
@@ -76,6 +77,16 @@ async def late_context(value: int, ctx: Context) -> None: ...
 
 
 async def unresolvable(ctx: Context, value: NoSuchType) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+
+class Counter(BaseModel):
+    """Forbids extra fields but leaves strictness to the caller (no strict=True of its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int
+
+
+async def count_with(ctx: Context, counter: Counter, more: list[Counter]) -> None: ...
 
 
 def stub_str(question: str) -> str: ...
@@ -140,6 +151,31 @@ def test_handlers_that_cannot_be_validated_safely_are_refused(handler: Any, prob
     with pytest.raises(SignatureError) as caught:
         argument_validator(handler, Context)
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "handler, name",
+    [(broken.underscored, "_x"), (broken.model_config, "model_config"),
+     (broken.schema, "schema"), (broken.copy, "copy")],
+)
+def test_parameters_named_like_pydantic_internals_are_refused(handler: Any, name: str) -> None:
+    # A leading "_" makes a private attribute, BaseModel attributes clash with the model's own.
+    with pytest.raises(SignatureError) as caught:
+        argument_validator(handler, Context)
+    assert f"parameter {name!r}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "handler, model",
+    [(broken.loose, "Loose"), (broken.allowing, "Allowing"), (broken.loose_list, "Loose"),
+     (broken.loose_optional, "Loose"), (broken.loose_field, "Loose")],
+)
+def test_models_that_do_not_forbid_extra_fields_are_refused_naming_the_model(
+    handler: Any, model: str
+) -> None:
+    with pytest.raises(SignatureError) as caught:
+        argument_validator(handler, Context)
+    assert f"model {model} must set extra='forbid'" in str(caught.value)
 
 
 # Params by position and by name ------------------------------------------------------------
@@ -232,6 +268,19 @@ def test_nested_models_refuse_extra_fields_and_coercion() -> None:
     [extra] = invalid(validator, [{"x": 1, "y": 2, "z": 3}])
     assert extra["type"] == "extra_forbidden" and extra["loc"][0] == "point"
     assert invalid(validator, [{"x": "1", "y": 2}])[0]["loc"] == ["point", "x"]
+
+
+def test_nested_models_without_a_strict_config_are_still_validated_strictly() -> None:
+    assert Counter.model_validate({"n": "1"}).n == 1  # lax on its own
+    validator = argument_validator(count_with, Context)
+    assert validator.validate([{"n": 1}, [{"n": 2}]]) == {
+        "counter": Counter(n=1), "more": [Counter(n=2)]
+    }
+    assert invalid(validator, [{"n": "1"}, []]) == [
+        {"loc": ["counter", "n"], "msg": "Input should be a valid integer", "type": "int_type"}
+    ]
+    assert invalid(validator, [{"n": 1}, [{"n": 2.0}]])[0]["loc"] == ["more", 0, "n"]
+    assert invalid(validator, [{"n": True}, []])[0]["type"] == "int_type"
 
 
 def test_the_demo_position_refuses_out_of_bounds_and_non_numbers() -> None:
