@@ -24,26 +24,6 @@ async def raw_exchange(gateway: Gateway, frames: list[str]) -> list[dict[str, An
     return await wire.raw_exchange(gateway.ws_url, frames)
 
 
-async def test_sync_position_reaches_every_other_client_once_and_never_the_caller(
-    demo_gateway: Gateway,
-) -> None:
-    async with (
-        connect(demo_gateway.ws_url) as caller,
-        connect(demo_gateway.ws_url) as second,
-        connect(demo_gateway.ws_url) as third,
-    ):
-        moves: dict[str, list[Any]] = {"caller": [], "second": [], "third": []}
-        for name, client in (("caller", caller), ("second", second), ("third", third)):
-            client.on("updatePosition", moves[name].append)
-        assert await caller.call("syncPosition", {"left": 10, "top": 20}) is True
-        await settle()
-        assert moves["second"] == [{"left": 10.0, "top": 20.0}]
-        assert moves["third"] == [{"left": 10.0, "top": 20.0}]
-        assert moves["caller"] == []
-        assert [m for m, _ in caller.received] == []
-        await caller.call("release")
-
-
 async def test_welcome_lists_exactly_the_callable_functions(chat_gateway: Gateway) -> None:
     async with connect(chat_gateway.ws_url) as anonymous:
         assert "adminOnly" not in anonymous.functions

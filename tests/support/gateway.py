@@ -26,6 +26,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def terminate(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int | None:
+    """Signal a child started with start_new_session; kill its group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
 class Gateway:
     """One gateway process; `stop()` then `start()` restarts it on the same port and key."""
 
@@ -99,14 +111,7 @@ class Gateway:
         if self.process is None:
             return None
         process, self.process = self.process, None
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        return process.returncode
+        return terminate(process, sig, timeout)
 
     def __enter__(self) -> Gateway:
         return self.start()
@@ -121,6 +126,3 @@ class Gateway:
         self._log.close()
         os.unlink(self._log_path)
 
-
-def start_gateway(policy: Path = DEMO_POLICY, env: dict[str, str] | None = None) -> Gateway:
-    return Gateway(policy, env).start()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.gateway import REPO, free_port
+from tests.support.gateway import REPO, free_port, terminate
 
 DEPLOY_CONFIG = REPO / "deploy" / "nginx.conf"
 PLACEHOLDER_HOST = "gateway.example.com"
@@ -227,14 +227,8 @@ class Nginx:
         if self.process is None:
             return
         process, self.process = self.process, None
-        if process.poll() is None:
-            # SIGTERM: fast shutdown (SIGQUIT would wait for open WebSockets).
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        # SIGTERM: fast shutdown (SIGQUIT would wait for open WebSockets).
+        terminate(process, signal.SIGTERM, timeout)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # a worker the master left behind
 

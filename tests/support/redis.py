@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.support.gateway import free_port
+from tests.support.gateway import free_port, terminate
 
 
 @contextmanager
@@ -38,5 +39,4 @@ def redis_server() -> Iterator[str]:
                     time.sleep(0.02)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
-            process.terminate()
-            process.wait(10)
+            terminate(process, signal.SIGTERM, 10)
