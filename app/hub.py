@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import limits
 
 from app.backplane import backplane_for
-from app.errors import ClientCallError, CloseConnection, PolicyViolation
+from app.errors import ClientCallError, CloseConnection, NormalClosure, PolicyViolation
 from app.fanout import encode, fan_out
 from app.identity import IdentitySigner
 from app.policy import Policy
@@ -182,14 +182,19 @@ class Hub:
 
     # Lifetime ---------------------------------------------------------------------------
 
-    def close_expired(self, now: float | None = None) -> int:
-        """Close (1008) every connection that outlived its token or its app credential."""
-        now = time.time() if now is None else now
-        expired = [session for session in self.sessions
-                   if session.peer is not None and session.peer.expires_at <= now]
-        for session in expired:
-            session.close(PolicyViolation("Credentials expired: reconnect"))
-        return len(expired)
+    def close_expired(self) -> int:
+        """Close connections that outlived their credentials (1008) or sat idle (1000)."""
+        now, idle_since = time.time(), time.monotonic() - self.settings.idle_timeout
+        closed = 0
+        for session in list(self.sessions):
+            if session.peer is not None and session.peer.expires_at <= now:
+                session.close(PolicyViolation("Credentials expired: reconnect"))
+            elif session.last_frame_at < idle_since:
+                session.close(NormalClosure("Idle timeout"))
+            else:
+                continue
+            closed += 1
+        return closed
 
     async def sweep_expired(self) -> None:
         while True:

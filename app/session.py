@@ -98,6 +98,7 @@ class Session:
         self._inbox: asyncio.Queue[tuple[Request, int] | object] = asyncio.Queue(INBOX_LIMIT)
         self._executing = False
         self.draining = False
+        self.last_frame_at = clock()
 
     # Output -----------------------------------------------------------------------------
 
@@ -247,6 +248,7 @@ class Session:
         """Handle one frame after the hello: answers, or calls queued for `work()`."""
         if self.state is not State.OPEN:
             return
+        self.last_frame_at = self._clock()
         try:
             message = decode(text, self._limits)
         except RpcError as error:

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field(
         "memory://", description="limits storage URI: memory:// or redis://host:port"
     )
+    idle_timeout: float = Field(
+        3600.0, gt=0, description="seconds without a frame from the client before the "
+        "connection is closed (1000); checked with the credential sweep"
+    )
     ping_interval: float = Field(20.0, gt=0, description="seconds between WebSocket pings")
     ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a pong")
     static_dir: Path = Field(PROJECT_STATIC, description="directory served at /")
