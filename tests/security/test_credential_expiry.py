@@ -5,9 +5,9 @@ token expired: the socket stays authenticated forever. Defence: each connection 
 expiry of its newest token and of the application's credential (`Principal.expires_at`); a
 sweeper closes expired connections with 1008 every `credential_check_interval` seconds
 (default 30); the same sweep closes connections silent for `idle_timeout` (1000), while the
-WebSocket ping/pong heartbeat drops dead peers. A token signed by a retired key no longer resumes (see
-test_identity_spoofing.py): rotating keys means restarting, which closes every connection
-with 1001 and makes each prove its token again.
+WebSocket ping/pong heartbeat drops dead peers. A token signed by a retired key no longer
+resumes (see test_identity_spoofing.py): rotating keys means restarting, which closes every
+connection with 1001 and makes each prove its token again.
 """
 
 from __future__ import annotations
