@@ -24,7 +24,6 @@ start_server() {  # $1 system, $2 port, $3 log file: sets SERVER_PID, URL, PROTO
   ORIGIN=
   case $system in
     nowgate)
-      cd "${NOWGATE_ROOT:-$ROOT}" 
       # Every security layer on: production mode, Origin allow-list, signed identities,
       # validation, per-identity and per-connection rate limits (sized not to bind).
       ORIGIN=http://127.0.0.1:$port
@@ -34,9 +33,9 @@ start_server() {  # $1 system, $2 port, $3 log file: sets SERVER_PID, URL, PROTO
       NOWGATE_CONNECT_RATE_PER_ADDRESS=100000/minute \
       NOWGATE_CONNECTION_RATE=100000/second \
       NOWGATE_LOG_FORMAT=text \
-        taskset -c "$SERVER_CPU" "$NOWGATE_PY" -m app serve --policy "$ROOT/policies/bench.toml" \
+        taskset -c "$SERVER_CPU" bash -c 'cd "$1" && shift && exec "$@"' _ "${NOWGATE_ROOT:-$ROOT}" \
+        "$NOWGATE_PY" -m app serve --policy "$ROOT/policies/bench.toml" \
         --host 127.0.0.1 --port "$port" >"$logfile" 2>&1 &
-      cd "$ROOT"
       PROTO=jsonrpc URL=ws://127.0.0.1:$port/ws ;;
     bare)
       taskset -c "$SERVER_CPU" "$NOWGATE_PY" "$BENCH/peers/bare_fastapi.py" --port "$port" \

@@ -7,9 +7,11 @@
 //   rss        the server's VmRSS before and after the N idle connections
 //   closed     a closed loop of `inflight` syncPosition calls: a call leaves the window when
 //              the publisher has its answer AND every subscriber has received the
-//              updatePosition it caused (or after `timeout` s: the missing receipts are lost)
+//              updatePosition it caused (or after `timeout` s, to keep the loop going)
 //   fixed      an open loop at `rate` calls/s (latency at a load the server can carry)
 //   slow       optional: the closed loop again with one extra subscriber that never reads
+// Lost deliveries are counted per phase once the server has gone quiet after it: for every
+// call of the phase, the subscribers (present at the start) that never received it.
 // Latency is call -> receipt: the publisher's send time (a side table keyed by sequence
 // number) to each subscriber's receipt, in this same process. The sequence number travels in
 // the position: left = seq % 10000, top = floor(seq / 10000).
@@ -42,7 +44,7 @@ const DEFAULTS = {
   slowFill: 5, // s of closed loop with the stalled reader before the measured window
   slowWindow: 6, // s
   slowPython: '', // python used to run slow_consumer.py
-  timeout: 2, // s before a call's missing receipts count as lost
+  timeout: 10, // s after which a call leaves the closed-loop window even if not fully received
   settle: 1.5, // s to wait before reading the idle RSS
   maxS: 240, // hard deadline for the whole run
 };
@@ -225,14 +227,14 @@ const stats = {
   samples: new Samples(),
   deliveries: 0,
   calls: 0,
-  lost: 0,
+  timedOut: 0,
   late: 0,
   failedCalls: 0,
   reset() {
     this.samples = new Samples();
     this.deliveries = 0;
     this.calls = 0;
-    this.lost = 0;
+    this.timedOut = 0;
     this.late = 0;
     this.failedCalls = 0;
   },
@@ -246,13 +248,13 @@ function onUpdate(position) {
   lastUpdateAt = t;
   const seq = position.top * 10000 + position.left;
   const i = seq & (CAP - 1);
-  if (!open[i]) {
-    stats.late += 1;
-    return;
-  }
   stats.samples.push(t - sendAt[i]);
   stats.deliveries += 1;
   receipts[i] += 1;
+  if (!open[i]) {
+    stats.late += 1; // after its call left the window on the timeout
+    return;
+  }
   if (receipts[i] >= expected && answered[i]) complete(seq);
 }
 
@@ -282,17 +284,26 @@ function send(publisher) {
 }
 
 function sweep() {
-  // Calls older than the timeout leave the window; their missing receipts are lost.
+  // Calls older than the timeout leave the window (their receipts may still come).
   const limit = now() - opts.timeout * 1000;
   for (const seq of openSeqs) {
     const i = seq & (CAP - 1);
     if (sendAt[i] < limit) {
-      stats.lost += Math.max(0, expected - receipts[i]);
+      stats.timedOut += 1;
       open[i] = 0;
       openSeqs.delete(seq);
       onComplete();
     }
   }
+}
+
+function lostSince(firstSeq) {
+  // Receipts missing for the calls sent since firstSeq (call after quiesce()).
+  let lost = 0;
+  for (let seq = firstSeq; seq !== nextSeq; seq = (seq + 1) % MAX_SEQ) {
+    lost += Math.max(0, expected - receipts[seq & (CAP - 1)]);
+  }
+  return lost;
 }
 
 async function quiesce() {
@@ -353,7 +364,7 @@ function windowResult(seconds, meter) {
     deliveries_per_s: stats.deliveries / seconds,
     calls_per_s: stats.calls / seconds,
     ...stats.samples.summary(),
-    lost: stats.lost,
+    timed_out: stats.timedOut,
     late: stats.late,
     failed_calls: stats.failedCalls,
     ...cpu,
@@ -377,11 +388,9 @@ async function closedLoop(publisher, seconds, windows, warmup = opts.warmup) {
     results.push(windowResult((now() - t0) / 1000, meter));
   }
   running = false;
-  const lostBefore = stats.lost;
   await drain();
   clearInterval(sweeper);
   onComplete = () => {};
-  results[results.length - 1].lost += stats.lost - lostBefore; // calls of the last window
   return results;
 }
 
@@ -447,7 +456,9 @@ async function main() {
   const { subs, setup } = await openSubscribers(opts.n);
   result.setup = setup;
   expected = subs.length;
+  const idleMeter = cpuMeter(opts.pid);
   await sleep(opts.settle * 1000);
+  result.idle_server_cpu = idleMeter().server_cpu; // CPU the N idle connections cost
   if (opts.pid) {
     const after = rssKiB(opts.pid);
     result.rss = { before_kib: rssBefore, after_kib: after, per_conn_kib: (after - rssBefore) / subs.length };
@@ -455,50 +466,59 @@ async function main() {
   log(`n=${opts.n}: ${subs.length} subscribers in ${setup.total_s.toFixed(2)} s`
     + (result.rss ? `, ${result.rss.per_conn_kib.toFixed(1)} KiB/conn` : ''));
 
-  log('closed loop started');
-  const windows = await closedLoop(publisher, opts.window, opts.windows);
-  const median = (key) => {
-    const v = windows.map((w) => w[key]).sort((a, b) => a - b);
-    return v[Math.floor(v.length / 2)];
-  };
-  result.closed = {
-    deliveries_per_s: median('deliveries_per_s'),
-    calls_per_s: median('calls_per_s'),
-    p50_ms: median('p50_ms'),
-    p99_ms: median('p99_ms'),
-    max_ms: Math.max(...windows.map((w) => w.max_ms || 0)),
-    lost: windows.reduce((s, w) => s + w.lost, 0),
-    server_cpu: median('server_cpu'),
-    client_cpu: median('client_cpu'),
-    windows,
-  };
-  log(`closed loop: ${result.closed.deliveries_per_s.toFixed(0)} deliveries/s, `
-    + `p99 ${result.closed.p99_ms?.toFixed(1)} ms, lost ${result.closed.lost}`);
-
-  result.closed.quiesce_s = await quiesce();
+  if (opts.windows > 0) {
+    log('closed loop started');
+    const firstSeq = nextSeq;
+    const windows = await closedLoop(publisher, opts.window, opts.windows);
+    const quiesceS = await quiesce();
+    const median = (key) => {
+      const v = windows.map((w) => w[key]).sort((a, b) => a - b);
+      return v[Math.floor(v.length / 2)];
+    };
+    result.closed = {
+      deliveries_per_s: median('deliveries_per_s'),
+      calls_per_s: median('calls_per_s'),
+      p50_ms: median('p50_ms'),
+      p99_ms: median('p99_ms'),
+      max_ms: Math.max(...windows.map((w) => w.max_ms || 0)),
+      lost: lostSince(firstSeq),
+      quiesce_s: quiesceS,
+      server_cpu: median('server_cpu'),
+      client_cpu: median('client_cpu'),
+      windows,
+    };
+    log(`closed loop: ${result.closed.deliveries_per_s.toFixed(0)} deliveries/s, `
+      + `p99 ${result.closed.p99_ms?.toFixed(1)} ms, lost ${result.closed.lost}`);
+  }
   if (opts.rate > 0) {
     await ensurePublisher();
+    const firstSeq = nextSeq;
     result.fixed = await fixedRate(publisher, opts.rate, opts.rateS);
+    result.fixed.quiesce_s = await quiesce();
+    result.fixed.lost = lostSince(firstSeq);
     log(`fixed ${opts.rate}/s: p50 ${result.fixed.p50_ms?.toFixed(2)} ms, `
       + `p99 ${result.fixed.p99_ms?.toFixed(2)} ms, lost ${result.fixed.lost}`);
   }
 
   if (opts.slow) {
-    if (result.fixed) result.fixed.quiesce_s = await quiesce();
     await ensurePublisher();
     const slow = slowConsumer();
     await slow.ready;
+    const firstSeq = nextSeq;
     const [w] = await closedLoop(publisher, opts.slowWindow, 1, opts.slowFill);
+    w.quiesce_s = await quiesce();
+    w.lost = lostSince(firstSeq);
     slow.child.kill('SIGTERM');
     const report = await slow.finished;
     const line = report.split('\n').find((l) => l.startsWith('{'));
     result.slow = {
       ...w,
-      ratio_to_closed: w.deliveries_per_s / result.closed.deliveries_per_s,
+      ratio_to_closed: result.closed ? w.deliveries_per_s / result.closed.deliveries_per_s : null,
       consumer: line ? JSON.parse(line) : null,
     };
     log(`slow consumer: ${w.deliveries_per_s.toFixed(0)} deliveries/s `
-      + `(${(100 * result.slow.ratio_to_closed).toFixed(0)}% of the closed loop), p99 ${w.p99_ms?.toFixed(1)} ms`);
+      + `(${(100 * result.slow.ratio_to_closed).toFixed(0)}% of the closed loop), p99 ${w.p99_ms?.toFixed(1)} ms, `
+      + `stalled reader: ${JSON.stringify(result.slow.consumer)}`);
   }
 
   result.subscribers_closed = subs.filter((s) => s.closed).length;

@@ -274,6 +274,8 @@ def main() -> int:
         text += ["Slow consumer (one extra subscriber that never reads):", "", slow, ""]
     text += ["Targets (ratios measured in this run):", "", target_table, ""]
     machine = summary["machine"]
+    if "nowgate" in machine:
+        text.append(f"nowgate: {machine['nowgate']}.")
     if "core1_share_before" in machine:
         text.append(
             f"Machine: {machine['cpu']}, {machine['cores']} cores; share of core 1 a busy loop "
