@@ -56,27 +56,26 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
 
     outbox = Outbox(settings.send_queue_limit)
-    handshake = Handshake(address, dict(websocket.headers), dict(websocket.cookies))
-    session = Session(hub, handshake, outbox)
+    # The headers object is kept as it is (no copy per connection); cookies are parsed only
+    # for an authentication hook, the one reader of the handshake.
+    cookies = dict(websocket.cookies) if hub.policy.authenticate is not None else {}
+    session = Session(hub, Handshake(address, websocket.headers, cookies), outbox, own_worker=True)
     writer = asyncio.create_task(_write(websocket, outbox))
-    reader = asyncio.create_task(_read(websocket, session, settings.hello_timeout))
     try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if not writer.done():
-            # The reader ended: let the writer flush what is queued and send the close.
-            if not outbox.closing:
-                outbox.close(NormalClosure())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), WRITER_FLUSH_SECONDS)
+        # Whoever closes (the client, the session, or the writer's close frame answered by
+        # the client), the reader ends; then the writer flushes what is queued.
+        await _read(websocket, session, settings.hello_timeout)
+        if not outbox.closing:
+            outbox.close(NormalClosure())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writer), WRITER_FLUSH_SECONDS)
     finally:
-        for task in (reader, writer):
-            task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
         await session.finish()
 
 
 async def _read(websocket: WebSocket, session: Session, hello_timeout: float) -> None:
-    worker: asyncio.Task[None] | None = None
     try:
         try:
             first = await asyncio.wait_for(websocket.receive(), hello_timeout)
@@ -87,9 +86,6 @@ async def _read(websocket: WebSocket, session: Session, hello_timeout: float) ->
         if text is None:
             return
         await session.hello(text)
-        if session.state is not State.OPEN:
-            return
-        worker = asyncio.create_task(session.work())
         while session.state is State.OPEN:
             text = _text_of(await websocket.receive(), session)
             if text is None:
@@ -97,10 +93,6 @@ async def _read(websocket: WebSocket, session: Session, hello_timeout: float) ->
             await session.receive(text)
     except WebSocketDisconnect:
         return
-    finally:
-        if worker is not None:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
 
 
 def _text_of(message: MutableMapping[str, Any], session: Session) -> str | None:

@@ -83,6 +83,7 @@ class Session:
         handshake: Handshake,
         outbox: Outbox,
         clock: Callable[[], float] = time.monotonic,
+        own_worker: bool = False,
     ) -> None:
         self.hub = hub
         self.handshake = handshake
@@ -94,8 +95,13 @@ class Session:
         settings = hub.settings
         self._limits = Limits(settings.max_json_depth, settings.max_collection_items)
         self._clock = clock
-        self._violations: deque[float] = deque()
-        self._inbox: asyncio.Queue[tuple[Request, int] | object] = asyncio.Queue(INBOX_LIMIT)
+        # Both made at first use: most connections never err and never call.
+        self._violations: deque[float] | None = None
+        self._inbox: asyncio.Queue[tuple[Request, int] | object] | None = None
+        # With own_worker the session starts `work()` itself at its first call: most
+        # connections only listen, and an idle task per connection is memory for nothing.
+        self._own_worker = own_worker
+        self._worker: asyncio.Task[None] | None = None
         self._executing = False
         self.draining = False
         self.last_frame_at = clock()
@@ -122,8 +128,10 @@ class Session:
     def _violation(self) -> None:
         now = self._clock()
         window = self.hub.settings.violation_window
+        if self._violations is None:
+            self._violations = deque()
         self._violations.append(now)
-        while self._violations and self._violations[0] <= now - window:
+        while self._violations[0] <= now - window:
             self._violations.popleft()
         if len(self._violations) >= self.hub.settings.violation_limit:
             self._audit("violation_close")
@@ -240,7 +248,7 @@ class Session:
         }
         self._send_result(request_id, welcome)
         if policy.on_connect is not None:
-            self._inbox.put_nowait(_CONNECT)
+            self._enqueue(_CONNECT)
 
     # OPEN -------------------------------------------------------------------------------
 
@@ -279,14 +287,20 @@ class Session:
         try:
             # Limits are in bytes; only non-ASCII text needs encoding to count them.
             size = len(text) if text.isascii() else len(text.encode())
-            self._inbox.put_nowait((message, size))
+            self._enqueue((message, size))
         except asyncio.QueueFull:
             self.close(TryAgainLater("Too many calls in flight"))
 
+    def _enqueue(self, item: tuple[Request, int] | object) -> None:
+        self._queue().put_nowait(item)
+        if self._own_worker and self._worker is None:
+            self._worker = asyncio.create_task(self.work())
+
     async def work(self) -> None:
         """Execute queued calls in order, until cancelled."""
+        inbox = self._queue()
         while True:
-            item = await self._inbox.get()
+            item = await inbox.get()
             if item is _CONNECT:
                 await self._run_hook(self.hub.policy.on_connect)
                 continue
@@ -301,7 +315,12 @@ class Session:
     @property
     def idle(self) -> bool:
         """No call running or queued (what a graceful shutdown waits for)."""
-        return not self._executing and self._inbox.empty()
+        return not self._executing and (self._inbox is None or self._inbox.empty())
+
+    def _queue(self) -> asyncio.Queue[tuple[Request, int] | object]:
+        if self._inbox is None:
+            self._inbox = asyncio.Queue(INBOX_LIMIT)
+        return self._inbox
 
     async def _execute(self, request: Request, size: int) -> None:
         answer = not request.is_notification
@@ -401,6 +420,10 @@ class Session:
     async def finish(self) -> None:
         """Clean up after the connection ended, whichever side ended it."""
         self.state = State.CLOSED
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
         peer = self.peer
         if peer is None:
             return
