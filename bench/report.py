@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,12 +39,10 @@ def _fmt(value: Any, digits: int = 0) -> str:
 def _versions() -> dict[str, str]:
     root = BENCH.parent
     versions: dict[str, str] = {"python": platform.python_version()}
-    try:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
         versions["node"] = subprocess.run(
             ["node", "-v"], capture_output=True, text=True, check=True
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
     for package in ("ws", "socket.io", "socket.io-client"):
         manifest = BENCH / "node_modules" / package / "package.json"
         if manifest.exists():
@@ -63,13 +62,11 @@ def _versions() -> dict[str, str]:
         name, _, version = line.partition("==")
         if name.lower() in {"python-socketio", "python-engineio"}:
             versions[name.lower()] = version
-    try:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
         versions["nowgate_commit"] = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
     return versions
 
 

@@ -20,7 +20,7 @@ app = socketio.ASGIApp(sio)
 
 
 @sio.event
-async def syncPosition(sid: str, position: Any) -> bool:  # noqa: N802 (the demo's name)
+async def syncPosition(sid: str, position: Any) -> bool:
     await sio.emit("updatePosition", position, skip_sid=sid)
     return True
 
