@@ -113,6 +113,7 @@ async def _write(websocket: WebSocket, outbox: Outbox) -> None:
             METRICS.messages_out.inc(len(batch))
             for frame in batch:
                 await websocket.send_text(frame)
+            del batch, frame  # an idle connection holds no frames while it waits
         error = outbox.close_error or NormalClosure()
         METRICS.closes.labels(str(error.close_code)).inc()
         await websocket.close(error.close_code, error.reason)

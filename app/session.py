@@ -36,7 +36,6 @@ from app.errors import (
     PolicyViolation,
     RateLimited,
     RpcError,
-    TryAgainLater,
 )
 from app.fanout import Outbox, encode
 from app.hub import Hub
@@ -284,12 +283,16 @@ class Session:
             METRICS.rate_limited.labels("connection").inc()
             self._reject(RateLimited(retry_after), message.id, not message.is_notification)
             return
-        try:
-            # Limits are in bytes; only non-ASCII text needs encoding to count them.
-            size = len(text) if text.isascii() else len(text.encode())
+        # Limits are in bytes; only non-ASCII text needs encoding to count them.
+        size = len(text) if text.isascii() else len(text.encode())
+        inbox = self._queue()
+        if inbox.full():
+            # Backpressure, not loss: this client is not read again until its calls drain
+            # (TCP then slows it down). Only this connection waits; a handler awaiting this
+            # client's own answer meanwhile waits at most its call timeout.
+            await inbox.put((message, size))
+        else:
             self._enqueue((message, size))
-        except asyncio.QueueFull:
-            self.close(TryAgainLater("Too many calls in flight"))
 
     def _enqueue(self, item: tuple[Request, int] | object) -> None:
         self._queue().put_nowait(item)

@@ -850,7 +850,7 @@ async def test_a_slow_reader_is_closed_with_1013_and_the_sender_is_unaffected(
     assert await sender.result("add", 1, 1) == 2
 
 
-async def test_too_many_calls_in_flight_close_with_1013(
+async def test_a_client_with_a_full_call_queue_is_not_read_until_it_drains(
     hub: Hub, connect: Callable[..., Connection]
 ) -> None:
     client = connect(hub)
@@ -858,10 +858,20 @@ async def test_too_many_calls_in_flight_close_with_1013(
     # One slot of the queue may hold the connect hook, which runs before any call.
     for request_id in range(INBOX_LIMIT - 1):
         await client.send(request("add", [1, 1], request_id))
+    blocked = asyncio.create_task(client.send(request("add", [1, 1], INBOX_LIMIT - 1)))
+    overflow = asyncio.create_task(client.send(request("add", [1, 1], INBOX_LIMIT)))
+    await asyncio.sleep(0.05)
+    assert not overflow.done()  # backpressure: the reader waits, nothing is dropped
     assert not client.outbox.closing
-    await client.send(request("add", [1, 1], INBOX_LIMIT - 1))
-    await client.send(request("add", [1, 1], INBOX_LIMIT))
-    assert isinstance(await client.closed(), TryAgainLater)
+    client.worker = asyncio.create_task(client.session.work())
+    await asyncio.wait_for(asyncio.gather(blocked, overflow), 5)
+    answered: list[int] = []
+    while len(answered) < INBOX_LIMIT + 1:
+        for frame in await asyncio.wait_for(client.outbox.next_batch(), 5):
+            message = json.loads(frame)
+            if "id" in message and "result" in message:
+                answered.append(message["id"])
+    assert answered == list(range(INBOX_LIMIT + 1))  # every call answered, in order
 
 
 # Client writes ------------------------------------------------------------------------------
