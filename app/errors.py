@@ -13,8 +13,10 @@
         ├── NormalClosure        1000  the client left (nothing went wrong)
         ├── PolicyViolation      1008  no hello in time, too many violations, refused hello
         ├── UnsupportedData      1003  binary frame
-        ├── MessageTooBig        1009  frame over the size limit
         └── TryAgainLater        1013  overloaded, too many connections, slow reader
+
+A frame over the size limit is closed with 1009 by the WebSocket layer itself (uvicorn's
+`ws_max_size`), before any of this code sees it.
 
 Replies are built from an error's class attributes and its explicit `message`, never from the
 text of an arbitrary exception, so nothing of a handler's failure reaches the peer.
@@ -116,11 +118,6 @@ class PolicyViolation(CloseConnection):
 class UnsupportedData(CloseConnection):
     close_code = 1003
     default_reason = "Binary frames are not supported"
-
-
-class MessageTooBig(CloseConnection):
-    close_code = 1009
-    default_reason = "Message too big"
 
 
 class TryAgainLater(CloseConnection):

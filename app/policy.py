@@ -71,6 +71,12 @@ class FunctionRule(_Rules):
     roles: tuple[str, ...] = Field((), strict=False)
     groups: tuple[str, ...] = Field((), strict=False)
 
+    def allows(self, roles: frozenset[str], groups: set[str]) -> bool:
+        """Anyone when no roles or groups are named; else a member of one of them."""
+        if not self.roles and not self.groups:
+            return True
+        return bool(roles.intersection(self.roles)) or bool(groups.intersection(self.groups))
+
     @field_validator("rate")
     @classmethod
     def _rate_parses(cls, value: str | None) -> str | None:
@@ -143,12 +149,7 @@ class Policy:
     def authorize(self, name: str, roles: frozenset[str], groups: set[str]) -> bool:
         """May a client with these roles and groups call the declared function `name`?"""
         function = self.functions.get(name)
-        if function is None:
-            return False
-        rule = function.rule
-        if not rule.roles and not rule.groups:
-            return True
-        return bool(roles.intersection(rule.roles)) or bool(groups.intersection(rule.groups))
+        return function is not None and function.rule.allows(roles, groups)
 
     def callable_names(self, roles: frozenset[str], groups: set[str]) -> list[str]:
         return sorted(name for name in self.functions if self.authorize(name, roles, groups))

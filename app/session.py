@@ -353,7 +353,7 @@ class Session:
         function = policy.functions.get(method)
         if function is None:
             raise MethodNotFound()
-        if not policy.authorize(method, self.peer.roles, self.peer.groups):
+        if not function.rule.allows(self.peer.roles, self.peer.groups):
             raise Forbidden()
         if size > function.rule.max_bytes:
             raise InvalidParams(
