@@ -2,7 +2,9 @@
 
 Three tasks per connection: the reader (frames -> session), the writer (outbox -> socket)
 and the session's worker (calls, in order). Whichever of reader and writer ends first ends
-the connection; the session then cleans up.
+the connection; the session then cleans up. Under `app.server` the outbox writes to the
+socket itself (`app.fanout`), and the writer only steps in when the socket is backed up
+and to send the close frame.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth import Handshake
 from app.errors import NormalClosure, PolicyViolation, UnsupportedData
-from app.fanout import Outbox
+from app.fanout import FrameSink, Outbox
 from app.hub import Hub
 from app.logs import audit
 from app.metrics import METRICS
 from app.origin import origin_allowed, own_origin
 from app.session import Session, State
+from app.transport import DIRECT_WRITES
 
 log = logging.getLogger("nowgate.endpoint")
 
@@ -55,12 +58,17 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(1013, "Too many connections from this address")
         return
 
-    outbox = Outbox(settings.send_queue_limit)
+    sink = (websocket.scope.get("extensions") or {}).get(DIRECT_WRITES)
+    if not isinstance(sink, FrameSink):
+        sink = None
+    outbox = Outbox(settings.send_queue_limit, sink, hub.flusher)
     # The headers object is kept as it is (no copy per connection); cookies are parsed only
     # for an authentication hook, the one reader of the handshake.
     cookies = dict(websocket.cookies) if hub.policy.authenticate is not None else {}
     session = Session(hub, Handshake(address, websocket.headers, cookies), outbox, own_worker=True)
-    writer = asyncio.create_task(_write(websocket, outbox))
+    writer = asyncio.create_task(
+        _write(websocket, outbox) if sink is None else _write_stalled(websocket, outbox, sink)
+    )
     try:
         # Whoever closes (the client, the session, or the writer's close frame answered by
         # the client), the reader ends; then the writer flushes what is queued.
@@ -108,15 +116,35 @@ def _text_of(message: MutableMapping[str, Any], session: Session) -> str | None:
 
 
 async def _write(websocket: WebSocket, outbox: Outbox) -> None:
+    """Through ASGI, a frame at a time: any ASGI server."""
     try:
         while batch := await outbox.next_batch():
-            METRICS.messages_out.inc(len(batch))
-            for frame in batch:
-                await websocket.send_text(frame)
-            del batch, frame  # an idle connection holds no frames while it waits
-        error = outbox.close_error or NormalClosure()
-        METRICS.closes.labels(str(error.close_code)).inc()
-        await websocket.close(error.close_code, error.reason)
+            for text in batch:
+                await websocket.send_text(text)
+            del batch, text  # an idle connection holds no frames while it waits
+        await _close(websocket, outbox)
     except (WebSocketDisconnect, RuntimeError, OSError):
         # The peer is gone (or the socket already closed): nothing left to deliver.
         return
+
+
+async def _write_stalled(websocket: WebSocket, outbox: Outbox, sink: FrameSink) -> None:
+    """With direct writes the outbox writes itself; this task only waits out a full socket
+    buffer, and sends the close frame."""
+    try:
+        while True:
+            await outbox.stalled()
+            if not await sink.drained():
+                return
+            outbox.flush()
+            if outbox.closing:
+                await _close(websocket, outbox)
+                return
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return
+
+
+async def _close(websocket: WebSocket, outbox: Outbox) -> None:
+    error = outbox.close_error or NormalClosure()
+    METRICS.closes.labels(str(error.close_code)).inc()
+    await websocket.close(error.close_code, error.reason)

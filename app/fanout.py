@@ -1,21 +1,29 @@
-"""Outbound delivery: one bounded queue per client, and broadcasts encoded once.
+"""Outbound delivery: one bounded queue per client, and broadcasts encoded and framed once.
 
 `Outbox.put()` never waits. A client that stops reading fills its own queue and is then
 closed with 1013; the sender and every other receiver are unaffected, which is the price:
 a slow client loses its connection rather than slowing the broadcast (as websockets'
 `broadcast()` does). Memory per client is bounded by `send_queue_limit` frames.
+
+Served by `app.server` (uvicorn with `app.transport`), an outbox writes to its socket
+directly: what a turn of the event loop queued to one client leaves in one write, after
+the turn (the `Flusher`), so a busy gateway makes one system call per client for several
+messages. Only a client whose socket is backed up has its writer task do the writing, once
+the socket drains. Elsewhere (any other ASGI server, tests) the writer task sends each
+frame through ASGI.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from pydantic_core import to_jsonable_python
 
 from app.errors import CloseConnection, TryAgainLater
+from app.frames import text_frame, text_of
 from app.metrics import METRICS
 
 
@@ -28,14 +36,49 @@ def _jsonable(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
+@runtime_checkable
+class FrameSink(Protocol):
+    """A socket that takes ready-made frames (`app.transport.DirectWriteProtocol`)."""
+
+    def try_write(self, data: bytes) -> bool: ...
+
+    async def drained(self) -> bool: ...
+
+
+class Flusher:
+    """Writes the outboxes that received frames during this turn of the event loop."""
+
+    __slots__ = ("_dirty",)
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+
+    def mark(self, outbox: Outbox) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(outbox)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
+
+
 class Outbox:
     # A list and a bare future rather than a deque and an Event: one Outbox lives per
     # connection, and those two cost 1.5 KiB more per idle client.
-    __slots__ = ("_frames", "_limit", "_waiter", "close_error", "dropped")
+    __slots__ = (
+        "_blocked", "_flusher", "_frames", "_limit", "_sink", "_waiter", "close_error", "dropped"
+    )
 
-    def __init__(self, limit: int) -> None:
-        self._frames: list[str] = []
+    def __init__(
+        self, limit: int, sink: FrameSink | None = None, flusher: Flusher | None = None
+    ) -> None:
+        self._frames: list[bytes] = []
         self._limit = limit
+        self._sink = sink
+        self._flusher = flusher if sink is not None else None
+        self._blocked = False  # the socket took no more: the writer task writes, later
         self._waiter: asyncio.Future[None] | None = None
         self.close_error: CloseConnection | None = None
         self.dropped = 0
@@ -45,19 +88,43 @@ class Outbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def put(self, frame: str) -> bool:
-        """Queue a frame; False if the client is closing or its queue just overflowed."""
+    def put(self, text: str) -> bool:
+        """Queue a message; False if the client is closing or its queue just overflowed."""
+        accepted = self.put_frame(text_frame(text))
+        if accepted:
+            METRICS.messages_out.inc()
+        return accepted
+
+    def put_frame(self, frame: bytes) -> bool:
+        """`put()` for a frame made by `app.frames.text_frame()`, uncounted (see `fan_out`)."""
         if self.close_error is not None:
             return False
-        if len(self._frames) >= self._limit:
+        frames = self._frames
+        if len(frames) >= self._limit:
             self.dropped += 1
             METRICS.send_queue_drops.inc()
-            self._frames.clear()  # nothing more is sent to a client that is being dropped
+            frames.clear()  # nothing more is sent to a client that is being dropped
             self.close(TryAgainLater("Send queue full: the client reads too slowly"))
             return False
-        self._frames.append(frame)
-        self._wake()
+        frames.append(frame)
+        if len(frames) == 1:
+            if self._flusher is not None and not self._blocked:
+                self._flusher.mark(self)
+            else:
+                self._wake()
         return True
+
+    def flush(self) -> None:
+        """Write what is queued to the socket in one write, or leave it to the writer task."""
+        frames, sink = self._frames, self._sink
+        if not frames or sink is None:
+            return
+        if sink.try_write(frames[0] if len(frames) == 1 else b"".join(frames)):
+            frames.clear()
+            self._blocked = False
+        else:
+            self._blocked = True
+            self._wake()
 
     def close(self, error: CloseConnection) -> None:
         """Ask the writer to send what is queued, then close with the error's code."""
@@ -72,21 +139,30 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._frames)
 
-    async def next_batch(self) -> list[str]:
-        """Wait for frames; an empty batch means: close now with `close_error`."""
-        while not self._frames and self.close_error is None:
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        while not ready() and self.close_error is None:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+
+    async def next_batch(self) -> list[str]:
+        """Without a sink: wait for messages; an empty batch means: close with `close_error`."""
+        await self._until(lambda: bool(self._frames))
         batch, self._frames = self._frames, []
-        return batch
+        return [text_of(frame) for frame in batch]
+
+    async def stalled(self) -> None:
+        """With a sink: wait until the socket refused a write, or the client is closing."""
+        await self._until(lambda: self._blocked)
 
 
-def fan_out(frame: str, outboxes: Iterable[Outbox]) -> int:
-    """Queue one encoded frame to many clients; returns how many accepted it."""
+def fan_out(text: str, outboxes: Iterable[Outbox]) -> int:
+    """Queue one message to many clients, framed once; returns how many accepted it."""
+    frame = text_frame(text)
     delivered = 0
     for outbox in outboxes:
-        delivered += outbox.put(frame)
+        delivered += outbox.put_frame(frame)
+    METRICS.messages_out.inc(delivered)
     return delivered

@@ -17,7 +17,7 @@ import limits
 
 from app.backplane import backplane_for
 from app.errors import ClientCallError, CloseConnection, NormalClosure, PolicyViolation
-from app.fanout import encode, fan_out
+from app.fanout import Flusher, encode, fan_out
 from app.identity import IdentitySigner
 from app.policy import Policy
 from app.ratelimit import RateLimiter
@@ -53,6 +53,7 @@ class Hub:
         self.sessions: set[Session] = set()
         self.draining = False
         self.backplane = backplane_for(settings.redis_url)
+        self.flusher = Flusher()
 
     def _client_function(self, function: str) -> None:
         if function not in self.policy.client_functions:

@@ -20,6 +20,7 @@ from app.endpoint import websocket_endpoint
 from app.hub import Hub
 from app.metrics import METRICS
 from app.settings import Settings
+from app.transport import DirectWriteProtocol
 
 log = logging.getLogger("nowgate.server")
 
@@ -68,6 +69,7 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
         WebSocketFastPath(app, settings),
         host=host,
         port=port,
+        ws=DirectWriteProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,
         ws_ping_interval=settings.ping_interval,

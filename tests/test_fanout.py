@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from app.errors import PolicyViolation, TryAgainLater
-from app.fanout import Outbox, encode, fan_out
+from app.fanout import Flusher, Outbox, encode, fan_out
+from app.frames import text_frame
 
 
 async def test_frames_come_out_in_the_order_they_were_put() -> None:
@@ -105,12 +106,98 @@ def test_a_slow_reader_does_not_stop_the_others() -> None:
     assert slow.closing
 
 
-async def test_fan_out_queues_the_same_encoded_frame_to_everyone() -> None:
+async def test_fan_out_delivers_the_encoded_message_to_everyone() -> None:
     first, second = Outbox(5), Outbox(5)
-    frame = encode({"jsonrpc": "2.0", "method": "m", "params": [1]})
-    fan_out(frame, [first, second])
-    [to_first], [to_second] = await first.next_batch(), await second.next_batch()
-    assert to_first is to_second is frame
+    text = encode({"jsonrpc": "2.0", "method": "m", "params": [1]})
+    fan_out(text, [first, second])
+    assert await first.next_batch() == await second.next_batch() == [text]
+
+
+class Socket:
+    """A FrameSink that records writes; `full` makes it refuse them as a backed-up socket."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.full = False
+        self.space = asyncio.Event()
+        self.space.set()
+
+    def try_write(self, data: bytes) -> bool:
+        if self.full:
+            return False
+        self.writes.append(data)
+        return True
+
+    async def drained(self) -> bool:
+        await self.space.wait()
+        return True
+
+    def fill(self) -> None:
+        self.full = True
+        self.space.clear()
+
+    def drain(self) -> None:
+        self.full = False
+        self.space.set()
+
+
+async def next_turn() -> None:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def test_a_broadcast_is_framed_once_and_the_same_bytes_go_to_every_socket() -> None:
+    flusher, sockets = Flusher(), [Socket() for _ in range(3)]
+    outboxes = [Outbox(5, socket, flusher) for socket in sockets]
+    fan_out(encode({"method": "m"}), outboxes)
+    await next_turn()
+    [first], [second], [third] = (socket.writes for socket in sockets)
+    assert first is second is third
+    assert first == text_frame('{"method":"m"}')
+
+
+async def test_what_one_turn_queued_to_a_client_leaves_in_one_write_in_order() -> None:
+    socket = Socket()
+    outbox = Outbox(10, socket, Flusher())
+    for index in range(4):
+        outbox.put(f"m{index}")
+    assert socket.writes == []  # nothing before the turn ends
+    await next_turn()
+    assert socket.writes == [b"".join(text_frame(f"m{index}") for index in range(4))]
+    outbox.put("later")
+    await next_turn()
+    assert socket.writes[1:] == [text_frame("later")]
+
+
+async def test_a_backed_up_socket_keeps_its_frames_queued_until_it_drains() -> None:
+    socket = Socket()
+    outbox = Outbox(10, socket, Flusher())
+    stalled = asyncio.create_task(outbox.stalled())
+    socket.fill()
+    outbox.put("first")
+    await next_turn()
+    assert stalled.done() and socket.writes == [] and len(outbox) == 1
+    outbox.put("second")  # queued behind "first", not written ahead of it
+    await next_turn()
+    assert socket.writes == [] and len(outbox) == 2
+    socket.drain()
+    assert await socket.drained()
+    outbox.flush()
+    assert socket.writes == [text_frame("first") + text_frame("second")] and len(outbox) == 0
+    outbox.put("third")  # drained: back to writing after the turn
+    await next_turn()
+    assert socket.writes[1:] == [text_frame("third")]
+
+
+async def test_a_socket_that_stays_backed_up_overflows_its_queue_and_is_closed_1013() -> None:
+    socket = Socket()
+    socket.fill()
+    outbox = Outbox(3, socket, Flusher())
+    assert all(outbox.put(f"m{index}") for index in range(3))
+    await next_turn()
+    assert outbox.put("one too many") is False
+    assert isinstance(outbox.close_error, TryAgainLater) and len(outbox) == 0
+    await asyncio.wait_for(outbox.stalled(), 1)  # the writer wakes to send the close
 
 
 class Point(BaseModel):

@@ -1,0 +1,39 @@
+"""uvicorn's WebSocket protocol, able to write ready-made frames straight to the socket.
+
+Through ASGI every message to every receiver is one `send()` coroutine, framed again by
+the websockets library: a broadcast to 1,000 clients framed 1,000 times. This protocol
+adds itself to the scope's extensions under `DIRECT_WRITES`, so the endpoint can write the
+bytes `app.frames` made once. Everything else (handshake, pings, close, reading) stays
+uvicorn's. An application served by another ASGI server does not get the extension and
+sends through ASGI as usual.
+
+Frames are written whole, so they never interleave with uvicorn's own pings and close
+frames; nothing is written after a close frame was sent or the socket began closing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+DIRECT_WRITES = "nowgate.direct_writes"
+
+
+class DirectWriteProtocol(WebSocketsSansIOProtocol):
+    async def run_asgi(self) -> None:
+        extensions = cast(dict[str, Any], self.scope["extensions"])
+        extensions[DIRECT_WRITES] = self
+        await super().run_asgi()
+
+    def try_write(self, data: bytes) -> bool:
+        """Write now, unless the socket is closing or its send buffer is above high water."""
+        if self.close_sent or not self.writable.is_set() or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    async def drained(self) -> bool:
+        """Wait until the send buffer is below low water; False if the socket is closing."""
+        await self.writable.wait()
+        return not (self.close_sent or self.transport.is_closing())
