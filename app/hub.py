@@ -81,7 +81,7 @@ class Hub:
         return (peer for peer in peers if peer.client_id != without)
 
     def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
-        return fan_out(frame, (peer.outbox for peer in self.audience(group, without)))
+        return fan_out(frame, self.registry.outboxes(group, without))
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""

@@ -21,6 +21,19 @@ DIRECT_WRITES = "nowgate.direct_writes"
 
 
 class DirectWriteProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn's `writable` Event, as a plain flag: `try_write()` runs once per delivery.
+        self.write_paused = False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        super().resume_writing()
+
     async def run_asgi(self) -> None:
         extensions = cast(dict[str, Any], self.scope["extensions"])
         extensions[DIRECT_WRITES] = self
@@ -28,7 +41,7 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
 
     def try_write(self, data: bytes) -> bool:
         """Write now, unless the socket is closing or its send buffer is above high water."""
-        if self.close_sent or not self.writable.is_set() or self.transport.is_closing():
+        if self.close_sent or self.write_paused or self.transport.is_closing():
             return False
         self.transport.write(data)
         return True
