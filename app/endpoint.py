@@ -30,6 +30,7 @@ from app.transport import DIRECT_WRITES
 log = logging.getLogger("nowgate.endpoint")
 
 WRITER_FLUSH_SECONDS = 2.0
+STALLED_POLL_SECONDS = 0.5
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -67,7 +68,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     cookies = dict(websocket.cookies) if hub.policy.authenticate is not None else {}
     session = Session(hub, Handshake(address, websocket.headers, cookies), outbox, own_worker=True)
     writer = asyncio.create_task(
-        _write(websocket, outbox) if sink is None else _write_stalled(websocket, outbox, sink)
+        _write(websocket, outbox)
+        if sink is None
+        else _write_stalled(websocket, outbox, sink, settings.ping_timeout)
     )
     try:
         # Whoever closes (the client, the session, or the writer's close frame answered by
@@ -128,13 +131,15 @@ async def _write(websocket: WebSocket, outbox: Outbox) -> None:
         return
 
 
-async def _write_stalled(websocket: WebSocket, outbox: Outbox, sink: FrameSink) -> None:
+async def _write_stalled(
+    websocket: WebSocket, outbox: Outbox, sink: FrameSink, close_timeout: float
+) -> None:
     """With direct writes the outbox writes itself; this task only waits out a full socket
     buffer, and sends the close frame."""
     try:
         while True:
             await outbox.stalled()
-            if not await sink.drained():
+            if not await _drained(outbox, sink, close_timeout):
                 return
             outbox.flush()
             if outbox.closing:
@@ -142,6 +147,29 @@ async def _write_stalled(websocket: WebSocket, outbox: Outbox, sink: FrameSink) 
                 return
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
+
+
+async def _drained(outbox: Outbox, sink: FrameSink, close_timeout: float) -> bool:
+    """Wait for the socket to take data again; False if it closed or was given up on.
+
+    A client that is being closed and takes no data for `close_timeout` seconds would not
+    read its close frame either (a zero TCP window can be held forever): the connection is
+    aborted, which frees its buffers and ends the session.
+    """
+    closing_for = 0.0
+    while True:
+        try:
+            return await asyncio.wait_for(sink.drained(), STALLED_POLL_SECONDS)
+        except TimeoutError:
+            if not outbox.closing:
+                continue
+            closing_for += STALLED_POLL_SECONDS
+            if closing_for >= close_timeout:
+                error = outbox.close_error or NormalClosure()
+                METRICS.closes.labels(str(error.close_code)).inc()
+                log.info("a client being closed took no data for %g s: aborted", closing_for)
+                sink.abort()
+                return False
 
 
 async def _close(websocket: WebSocket, outbox: Outbox) -> None:

@@ -44,6 +44,8 @@ class FrameSink(Protocol):
 
     async def drained(self) -> bool: ...
 
+    def abort(self) -> None: ...
+
 
 class Flusher:
     """Writes the outboxes that received frames during this turn of the event loop."""

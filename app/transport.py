@@ -50,3 +50,7 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
         """Wait until the send buffer is below low water; False if the socket is closing."""
         await self.writable.wait()
         return not (self.close_sent or self.transport.is_closing())
+
+    def abort(self) -> None:
+        """Drop the connection and whatever its buffers hold."""
+        self.transport.abort()

@@ -132,6 +132,9 @@ class Socket:
         await self.space.wait()
         return True
 
+    def abort(self) -> None:
+        raise AssertionError("an outbox never aborts its socket itself")
+
     def fill(self) -> None:
         self.full = True
         self.space.clear()

@@ -4,6 +4,8 @@ Attack: open a connection, subscribe to broadcasts, never read. Naive fan-out aw
 socket in turn (everyone waits for the slowest) or buffers without bound. Defence: each
 client has a bounded send queue; `Outbox.put()` never waits; when a client's queue is full
 it is closed with 1013 and its queue dropped, while the others keep receiving everything.
+A client that does not take even its close frame (a zero TCP window can be held forever)
+is aborted after the ping timeout, which frees the socket's buffers.
 """
 
 from __future__ import annotations
@@ -47,3 +49,27 @@ async def test_stalled_reader_is_dropped_and_others_receive_everything() -> None
                 assert len(received) == 5000
                 stalled.transport.resume_reading()
                 assert await close_code_of(stalled) == 1013
+
+
+async def test_a_reader_that_never_takes_its_close_frame_is_cut_off() -> None:
+    env = {
+        "NOWGATE_SEND_QUEUE_LIMIT": "64",
+        "NOWGATE_CONNECTION_RATE": "100000/second",
+        "NOWGATE_PING_TIMEOUT": "1",
+    }
+    with Gateway(CHAT_POLICY, env=env) as gateway:
+        async with connect(gateway.ws_url) as sender:
+            async with ws_connect(gateway.ws_url) as stalled:
+                await stalled.send(HELLO)
+                stalled.transport.pause_reading()
+                for _ in range(100):
+                    await sender.call("flood", 50)
+                for _ in range(100):  # overflow -> 1013 pending -> ~1 s without progress
+                    if "took no data" in gateway.log:
+                        break
+                    await asyncio.sleep(0.1)
+                assert "took no data for" in gateway.log
+                stalled.transport.resume_reading()
+                # Cut off, not closed: no close frame ever reached the client.
+                assert await close_code_of(stalled) == 1006
+            assert await sender.call("rooms") == []  # the gateway carries on
