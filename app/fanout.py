@@ -121,7 +121,15 @@ class Outbox:
         frames, sink = self._frames, self._sink
         if not frames or sink is None:
             return
-        if sink.try_write(frames[0] if len(frames) == 1 else b"".join(frames)):
+        try:
+            written = sink.try_write(frames[0] if len(frames) == 1 else b"".join(frames))
+        except (OSError, RuntimeError):
+            # The socket broke under the write: close this client (1011, if it can still be
+            # told) rather than raise, which would strand the other clients of this turn.
+            frames.clear()
+            self.close(CloseConnection())
+            return
+        if written:
             frames.clear()
             self._blocked = False
         else:

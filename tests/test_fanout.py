@@ -192,6 +192,23 @@ async def test_a_backed_up_socket_keeps_its_frames_queued_until_it_drains() -> N
     assert socket.writes[1:] == [text_frame("third")]
 
 
+async def test_a_socket_that_breaks_under_a_write_closes_its_client_only() -> None:
+    broken, healthy = Socket(), Socket()
+
+    def explode(data: bytes) -> bool:
+        raise OSError("connection reset")
+
+    broken.try_write = explode  # type: ignore[method-assign]
+    flusher = Flusher()
+    first, second = Outbox(5, broken, flusher), Outbox(5, healthy, flusher)
+    fan_out("m", [first, second])
+    await next_turn()
+    assert healthy.writes == [text_frame("m")]
+    assert first.closing and first.close_error is not None
+    assert first.close_error.close_code == 1011 and len(first) == 0
+    await asyncio.wait_for(first.stalled(), 1)  # its writer wakes to close it
+
+
 async def test_a_socket_that_stays_backed_up_overflows_its_queue_and_is_closed_1013() -> None:
     socket = Socket()
     socket.fill()
