@@ -143,7 +143,9 @@ async def _write_stalled(
                 return
             outbox.flush()
             if outbox.closing:
-                await _close(websocket, outbox)
+                # uvicorn's close waits for the socket without a limit: drain it here first.
+                if await _drained(outbox, sink, close_timeout):
+                    await _close(websocket, outbox)
                 return
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
@@ -165,8 +167,7 @@ async def _drained(outbox: Outbox, sink: FrameSink, close_timeout: float) -> boo
                 continue
             closing_for += STALLED_POLL_SECONDS
             if closing_for >= close_timeout:
-                error = outbox.close_error or NormalClosure()
-                METRICS.closes.labels(str(error.close_code)).inc()
+                METRICS.closes.labels("1006").inc()  # what the client sees: no close frame
                 log.info("a client being closed took no data for %g s: aborted", closing_for)
                 sink.abort()
                 return False

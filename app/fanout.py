@@ -26,6 +26,11 @@ from app.errors import CloseConnection, TryAgainLater
 from app.frames import text_frame, text_of
 from app.metrics import METRICS
 
+# asyncio's default high-water mark. A backlog larger than this is written in pieces of this
+# size, so that the socket's buffer holds at most about one piece past the mark when it
+# pauses, and the rest waits in the bounded queue: memory per client stays one queue's worth.
+WRITE_CHUNK = 64 * 1024
+
 
 def encode(message: dict[str, Any]) -> str:
     """Encode an outbound message; pydantic models and dataclasses become plain JSON."""
@@ -122,17 +127,22 @@ class Outbox:
         if not frames or sink is None:
             return
         try:
-            written = sink.try_write(frames[0] if len(frames) == 1 else b"".join(frames))
-        except (OSError, RuntimeError):
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if len(data) <= WRITE_CHUNK or len(frames) == 1:
+                sent = len(frames) if sink.try_write(data) else 0
+            else:
+                sent = _write_in_chunks(sink, frames)
+        except Exception:
             # The socket broke under the write: close this client (1011, if it can still be
             # told) rather than raise, which would strand the other clients of this turn.
             frames.clear()
             self.close(CloseConnection())
             return
-        if written:
+        if sent == len(frames):
             frames.clear()
             self._blocked = False
         else:
+            del frames[:sent]
             self._blocked = True
             self._wake()
 
@@ -166,6 +176,19 @@ class Outbox:
     async def stalled(self) -> None:
         """With a sink: wait until the socket refused a write, or the client is closing."""
         await self._until(lambda: self._blocked)
+
+
+def _write_in_chunks(sink: FrameSink, frames: list[bytes]) -> int:
+    """Write whole frames in order, about `WRITE_CHUNK` bytes a write, until the socket
+    refuses; how many frames were written."""
+    start = size = 0
+    for end, frame in enumerate(frames, 1):
+        size += len(frame)
+        if size >= WRITE_CHUNK or end == len(frames):
+            if not sink.try_write(b"".join(frames[start:end])):
+                break
+            start, size = end, 0
+    return start
 
 
 def fan_out(text: str, outboxes: Iterable[Outbox]) -> int:

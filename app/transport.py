@@ -8,7 +8,9 @@ uvicorn's. An application served by another ASGI server does not get the extensi
 sends through ASGI as usual.
 
 Frames are written whole, so they never interleave with uvicorn's own pings and close
-frames; nothing is written after a close frame was sent or the socket began closing.
+frames; nothing is written after a close frame was sent or the socket began closing. A
+connection still open `close_timeout` after uvicorn began closing it (its client keeps
+the TCP window shut, so the buffered data never leaves) is aborted.
 """
 
 from __future__ import annotations
@@ -37,7 +39,25 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
     async def run_asgi(self) -> None:
         extensions = cast(dict[str, Any], self.scope["extensions"])
         extensions[DIRECT_WRITES] = self
-        await super().run_asgi()
+        try:
+            await super().run_asgi()
+        finally:
+            del extensions[DIRECT_WRITES]  # no reference cycle through the scope
+            # uvicorn closes the transport at most `close_timeout` after the close frame.
+            self._abort_later(self.close_timeout + 1.0)
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self._abort_later(self.close_timeout)
+
+    def _abort_later(self, delay: float) -> None:
+        # `transport.close()` waits for the send buffer to empty, which a client that keeps
+        # its TCP window shut never lets happen: give it `delay` seconds, then drop it.
+        self.loop.call_later(delay, self._abort_if_connected)
+
+    def _abort_if_connected(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
 
     def try_write(self, data: bytes) -> bool:
         """Write now, unless the socket is closing or its send buffer is above high water."""

@@ -192,6 +192,34 @@ async def test_a_backed_up_socket_keeps_its_frames_queued_until_it_drains() -> N
     assert socket.writes[1:] == [text_frame("third")]
 
 
+async def test_a_large_backlog_goes_out_in_pieces_until_the_socket_pauses() -> None:
+    socket, high_water, buffered = Socket(), 64 * 1024, [0]
+
+    def write_until_high_water(data: bytes) -> bool:
+        if socket.full:
+            return False
+        socket.writes.append(data)
+        buffered[0] += len(data)
+        socket.full = buffered[0] >= high_water  # the transport pauses
+        return True
+
+    socket.try_write = write_until_high_water  # type: ignore[method-assign]
+    outbox = Outbox(100, socket, Flusher())
+    texts = [f"{index:02d}" + "x" * 20_000 for index in range(10)]
+    for text in texts:
+        outbox.put(text)
+    await next_turn()
+    written = b"".join(socket.writes)
+    assert high_water <= len(written) < high_water + 2 * len(text_frame(texts[0]))
+    left = len(outbox)
+    assert 0 < left < 10  # the rest waits in the bounded queue, in order, whole frames
+    assert written == b"".join(text_frame(text) for text in texts[: 10 - left])
+    while len(outbox):  # the socket drains; the writer task flushes again
+        socket.full, buffered[0] = False, 0
+        outbox.flush()
+    assert b"".join(socket.writes) == b"".join(text_frame(text) for text in texts)
+
+
 async def test_a_socket_that_breaks_under_a_write_closes_its_client_only() -> None:
     broken, healthy = Socket(), Socket()
 
