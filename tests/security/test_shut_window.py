@@ -1,8 +1,11 @@
-"""app/transport.py: a connection whose client keeps its TCP window shut does not live on.
+"""Threat: a client that keeps its TCP window shut holds a closing connection forever.
 
-`transport.close()` waits until the send buffer is empty; a client that never reads keeps
-it full. After uvicorn began closing (keepalive timeout, or the close frame's timeout), the
-protocol aborts a connection that is still there.
+Attack: stop reading and leave the receive window at zero. `transport.close()` waits until
+the send buffer is empty, which then never happens: the connection, its buffers and its
+session outlive every timeout (uvicorn's keepalive timeout and the close frame's timeout
+both end in such a close()). Defence: app/transport.py aborts a connection that is still
+there `close_timeout` after uvicorn began closing it. The case of a client being closed by
+the gateway while its socket is backed up is in test_slow_consumer.py.
 """
 
 from __future__ import annotations
