@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import limits
@@ -76,12 +75,8 @@ class Hub:
         self._client_function(function)
         return peer.outbox.put(notification(function, list(args)))
 
-    def audience(self, group: str | None, without: str | None) -> Iterator[Peer]:
-        peers = self.registry.peers() if group is None else self.registry.members(group)
-        return (peer for peer in peers if peer.client_id != without)
-
     def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
-        return fan_out(frame, self.registry.outboxes(group, without))
+        return fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)))
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""

@@ -71,10 +71,10 @@ class Registry:
     def peers(self) -> Iterator[Peer]:
         return iter(self._peers.values())
 
-    def outboxes(self, group: str | None, without: str | None) -> Iterator[Outbox]:
-        """The outboxes of everyone (or of a group's members) but one client: a broadcast's."""
+    def audience(self, group: str | None, without: str | None) -> Iterator[Peer]:
+        """Everyone (or a group's members) but one client: whom a broadcast reaches."""
         peers = self._peers if group is None else self._groups.get(group, {})
-        return (peer.outbox for client_id, peer in peers.items() if client_id != without)
+        return (peer for client_id, peer in peers.items() if client_id != without)
 
     def join(self, peer: Peer, group: str) -> bool:
         """Add a peer to a group, creating it; False if it was already a member."""

@@ -31,7 +31,7 @@ class Audience:
     @property
     def client_ids(self) -> list[str]:
         """The members connected to this node."""
-        return [peer.client_id for peer in self._hub.audience(self._group, self._without)]
+        return [peer.client_id for peer in self._hub.registry.audience(self._group, self._without)]
 
     def excluding(self, client_id: str) -> Audience:
         return Audience(self._hub, self._group, client_id)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from app.errors import PolicyViolation, TryAgainLater
 from app.fanout import Flusher, Outbox, encode, fan_out
 from app.frames import text_frame
+from tests.support.sockets import Socket, next_turn
 
 
 async def test_frames_come_out_in_the_order_they_were_put() -> None:
@@ -113,42 +114,6 @@ async def test_fan_out_delivers_the_encoded_message_to_everyone() -> None:
     assert await first.next_batch() == await second.next_batch() == [text]
 
 
-class Socket:
-    """A FrameSink that records writes; `full` makes it refuse them as a backed-up socket."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.full = False
-        self.space = asyncio.Event()
-        self.space.set()
-
-    def try_write(self, data: bytes) -> bool:
-        if self.full:
-            return False
-        self.writes.append(data)
-        return True
-
-    async def drained(self) -> bool:
-        await self.space.wait()
-        return True
-
-    def abort(self) -> None:
-        raise AssertionError("an outbox never aborts its socket itself")
-
-    def fill(self) -> None:
-        self.full = True
-        self.space.clear()
-
-    def drain(self) -> None:
-        self.full = False
-        self.space.set()
-
-
-async def next_turn() -> None:
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
 async def test_a_broadcast_is_framed_once_and_the_same_bytes_go_to_every_socket() -> None:
     flusher, sockets = Flusher(), [Socket() for _ in range(3)]
     outboxes = [Outbox(5, socket, flusher) for socket in sockets]
@@ -190,34 +155,6 @@ async def test_a_backed_up_socket_keeps_its_frames_queued_until_it_drains() -> N
     outbox.put("third")  # drained: back to writing after the turn
     await next_turn()
     assert socket.writes[1:] == [text_frame("third")]
-
-
-async def test_a_large_backlog_goes_out_in_pieces_until_the_socket_pauses() -> None:
-    socket, high_water, buffered = Socket(), 64 * 1024, [0]
-
-    def write_until_high_water(data: bytes) -> bool:
-        if socket.full:
-            return False
-        socket.writes.append(data)
-        buffered[0] += len(data)
-        socket.full = buffered[0] >= high_water  # the transport pauses
-        return True
-
-    socket.try_write = write_until_high_water  # type: ignore[method-assign]
-    outbox = Outbox(100, socket, Flusher())
-    texts = [f"{index:02d}" + "x" * 20_000 for index in range(10)]
-    for text in texts:
-        outbox.put(text)
-    await next_turn()
-    written = b"".join(socket.writes)
-    assert high_water <= len(written) < high_water + 2 * len(text_frame(texts[0]))
-    left = len(outbox)
-    assert 0 < left < 10  # the rest waits in the bounded queue, in order, whole frames
-    assert written == b"".join(text_frame(text) for text in texts[: 10 - left])
-    while len(outbox):  # the socket drains; the writer task flushes again
-        socket.full, buffered[0] = False, 0
-        outbox.flush()
-    assert b"".join(socket.writes) == b"".join(text_frame(text) for text in texts)
 
 
 async def test_a_socket_that_breaks_under_a_write_closes_its_client_only() -> None:

@@ -4,8 +4,10 @@ Attack: open a connection, subscribe to broadcasts, never read. Naive fan-out aw
 socket in turn (everyone waits for the slowest) or buffers without bound. Defence: each
 client has a bounded send queue; `Outbox.put()` never waits; when a client's queue is full
 it is closed with 1013 and its queue dropped, while the others keep receiving everything.
-A client that does not take even its close frame (a zero TCP window can be held forever)
-is aborted after the ping timeout, which frees the socket's buffers.
+A backlog goes to the socket in 64 KiB pieces, so the socket's buffer holds little past its
+high-water mark and the rest counts against the queue. A client that does not take even
+its close frame (a zero TCP window can be held forever) is aborted after the ping timeout,
+which frees the socket's buffers.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from websockets.asyncio.client import connect as ws_connect
 
 from app.client import connect
 from app.errors import TryAgainLater
-from app.fanout import Outbox
+from app.fanout import Flusher, Outbox
+from app.frames import text_frame
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
+from tests.support.sockets import Socket, next_turn
 from tests.support.wire import HELLO, close_code_of
 
 
@@ -73,3 +77,31 @@ async def test_a_reader_that_never_takes_its_close_frame_is_cut_off() -> None:
                 # Cut off, not closed: no close frame ever reached the client.
                 assert await close_code_of(stalled) == 1006
             assert await sender.call("rooms") == []  # the gateway carries on
+
+
+async def test_a_large_backlog_goes_out_in_pieces_until_the_socket_pauses() -> None:
+    socket, high_water, buffered = Socket(), 64 * 1024, [0]
+
+    def write_until_high_water(data: bytes) -> bool:
+        if socket.full:
+            return False
+        socket.writes.append(data)
+        buffered[0] += len(data)
+        socket.full = buffered[0] >= high_water  # the transport pauses
+        return True
+
+    socket.try_write = write_until_high_water  # type: ignore[method-assign]
+    outbox = Outbox(100, socket, Flusher())
+    texts = [f"{index:02d}" + "x" * 20_000 for index in range(10)]
+    for text in texts:
+        outbox.put(text)
+    await next_turn()
+    written = b"".join(socket.writes)
+    assert high_water <= len(written) < high_water + 2 * len(text_frame(texts[0]))
+    left = len(outbox)
+    assert 0 < left < 10  # the rest waits in the bounded queue, in order, whole frames
+    assert written == b"".join(text_frame(text) for text in texts[: 10 - left])
+    while len(outbox):  # the socket drains; the writer task flushes again
+        socket.full, buffered[0] = False, 0
+        outbox.flush()
+    assert b"".join(socket.writes) == b"".join(text_frame(text) for text in texts)
