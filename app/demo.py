@@ -14,7 +14,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.scope import Context
+from nowgate import Context
 
 LEASE_SECONDS = 3.0
 MAX_COORDINATE = 10_000

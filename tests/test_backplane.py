@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.client import CallError, connect
+from nowgate.client import CallError, connect
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import DEMO_POLICY, Gateway
 from tests.support.redis import redis_server

@@ -1,4 +1,4 @@
-"""app/__main__.py: `python -m app check PATH` and the start-up refusals of `serve`."""
+"""nowgate.__main__: `python -m nowgate check PATH` and the start-up refusals of `serve`."""
 
 from __future__ import annotations
 
@@ -9,24 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from app.__main__ import main
+from nowgate.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = Path("tests") / "fixtures" / "broken"
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m app ARGS` from the repository root, without the caller's NOWGATE_ settings."""
+    """`python -m nowgate ARGS` from the repository root, without the caller's NOWGATE_ settings."""
     clean = {name: value for name, value in os.environ.items() if not name.startswith("NOWGATE_")}
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "nowgate", *args],
         cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False,
     )
 
 
 @pytest.fixture(autouse=True)
 def from_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
-    # main() puts the working directory on sys.path, as `python -m app` run there would.
+    # main() puts the working directory on sys.path, as `python -m nowgate` run there would.
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(sys, "path", list(sys.path))
     for name in list(os.environ):
@@ -107,7 +107,7 @@ def test_serve_refuses_a_broken_policy_before_starting(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # serve configures the root logger for the process; not inside the test runner.
-    monkeypatch.setattr("app.__main__.configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr("nowgate.__main__.configure_logging", lambda *args, **kwargs: None)
     assert main(["serve", "--policy", str(BROKEN / "missing_hook.toml")]) == 2
     assert "hooks.connect: tests.fixtures.broken.handlers has no 'nothere'" in (
         capsys.readouterr().err
@@ -121,4 +121,4 @@ def test_usage_errors_exit_with_status_2(
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
-    assert "usage: python -m app" in capsys.readouterr().err
+    assert "usage: python -m nowgate" in capsys.readouterr().err

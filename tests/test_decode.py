@@ -1,4 +1,4 @@
-"""app/decode.py: frame text -> Request/Response, or a typed error carrying the request id."""
+"""nowgate.decode: frame text -> Request/Response, or a typed error carrying the request id."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.decode import (
+from nowgate.decode import (
     MAX_ID_LENGTH,
     MAX_SAFE_INTEGER,
     Limits,
@@ -17,7 +17,7 @@ from app.decode import (
     is_method_name,
     parse_json,
 )
-from app.errors import InvalidRequest, MethodNotFound, ParseError, RpcError
+from nowgate.errors import InvalidRequest, MethodNotFound, ParseError, RpcError
 
 LIMITS = Limits()
 

@@ -1,10 +1,10 @@
-"""The public API is small and deliberate: `app.__all__` is guarded here (as httpx does)."""
+"""The public API is small and deliberate: `nowgate.__all__` is guarded here (as httpx does)."""
 
 from __future__ import annotations
 
 import types
 
-import app
+import nowgate
 
 EXPECTED = [
     "Audience",
@@ -24,25 +24,25 @@ EXPECTED = [
 
 
 def test_all_is_exactly_the_expected_public_api() -> None:
-    assert app.__all__ == EXPECTED
+    assert nowgate.__all__ == EXPECTED
 
 
 def test_all_is_sorted_and_without_duplicates() -> None:
-    assert app.__all__ == sorted(set(app.__all__))
+    assert nowgate.__all__ == sorted(set(nowgate.__all__))
 
 
 def test_every_public_name_of_the_package_is_exported() -> None:
     # Submodules become attributes of the package when imported; they are not API members.
     public = sorted(
         name
-        for name, value in vars(app).items()
+        for name, value in vars(nowgate).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     )
-    assert public == app.__all__
+    assert public == nowgate.__all__
 
 
 def test_every_exported_name_resolves_to_its_defining_module() -> None:
-    for name in app.__all__:
-        member = getattr(app, name)
-        assert member.__module__.startswith("app."), name
+    for name in nowgate.__all__:
+        member = getattr(nowgate, name)
+        assert member.__module__.startswith("nowgate."), name
         assert member.__name__ == name

@@ -1,4 +1,4 @@
-"""app/fanout.py: bounded per-client outboxes that never wait, and broadcasts encoded once."""
+"""nowgate.fanout: bounded per-client outboxes that never wait, and broadcasts encoded once."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pytest
 from pydantic import BaseModel
 
-from app.errors import PolicyViolation, TryAgainLater
-from app.fanout import Flusher, Outbox, encode, fan_out
-from app.frames import text_frame
+from nowgate.errors import PolicyViolation, TryAgainLater
+from nowgate.fanout import Flusher, Outbox, encode, fan_out
+from nowgate.frames import text_frame
 from tests.support.sockets import Socket, next_turn
 
 

@@ -1,4 +1,4 @@
-"""app/frames.py: outbound text frames made once, byte for byte what RFC 6455 requires."""
+"""nowgate.frames: outbound text frames made once, byte for byte what RFC 6455 requires."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from app.frames import text_frame, text_of
+from nowgate.frames import text_frame, text_of
 
 
 def parse(data: bytes) -> Frame:

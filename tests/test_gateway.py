@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from app.client import CallError, connect
+from nowgate.client import CallError, connect
 from tests.support import wire
 from tests.support.gateway import Gateway
 from tests.support.wire import HELLO, close_code_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.headers import SECURITY_HEADERS, SecurityHeadersMiddleware
+from nowgate.headers import SECURITY_HEADERS, SecurityHeadersMiddleware
 
 Message = dict[str, Any]
 

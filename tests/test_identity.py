@@ -1,4 +1,4 @@
-"""app/identity.py: signed identity tokens; anything that does not verify is an empty session."""
+"""nowgate.identity: signed identity tokens; anything that does not verify is an empty session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
 
-from app.identity import (
+from nowgate.identity import (
     MAX_TOKEN_LENGTH,
     TOKEN_SALT,
     Claims,

@@ -8,7 +8,7 @@ import signal
 import httpx
 import pytest
 
-from app.client import CallError, connect
+from nowgate.client import CallError, connect
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway, free_port
 

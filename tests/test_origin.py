@@ -1,10 +1,10 @@
-"""app/origin.py: the Origin allow-list is an exact match, checked by pure functions."""
+"""nowgate.origin: the Origin allow-list is an exact match, checked by pure functions."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.origin import origin_allowed, own_origin
+from nowgate.origin import origin_allowed, own_origin
 
 SITE = "https://example.com"
 ALLOWED = (SITE, "http://localhost:8000")

@@ -1,4 +1,4 @@
-"""app/policy.py: policies load fail-closed, and authorize() is a deny-by-default table look-up."""
+"""nowgate.policy: policies load fail-closed, and authorize() is a deny-by-default table look-up."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.__main__ import main
 from app.demo import Position
-from app.errors import PolicyFileError
-from app.policy import Policy, load_policy
-from app.scope import Context
+from nowgate.__main__ import main
+from nowgate.errors import PolicyFileError
+from nowgate.policy import Policy, load_policy
+from nowgate.scope import Context
 from tests.fixtures import handlers as chat_handlers
 
 REPO = Path(__file__).resolve().parents[1]

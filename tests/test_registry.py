@@ -1,4 +1,4 @@
-"""app/registry.py and app/variables.py: peers, groups that exist only while they have members,
+"""nowgate.registry and nowgate.variables: peers, groups that exist only while they have members,
 and the shared variables that go away with their group or client."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from app.dispatch import PendingCalls
-from app.fanout import Outbox
-from app.hub import Hub
-from app.policy import Policy, load_policy
-from app.registry import Peer, Registry
-from app.scope import Context
-from app.settings import Settings
-from app.variables import VariableStore, check_path
+from nowgate.dispatch import PendingCalls
+from nowgate.fanout import Outbox
+from nowgate.hub import Hub
+from nowgate.policy import Policy, load_policy
+from nowgate.registry import Peer, Registry
+from nowgate.scope import Context
+from nowgate.settings import Settings
+from nowgate.variables import VariableStore, check_path
 
 CHAT_POLICY = Path(__file__).parent / "fixtures" / "chat.toml"
 

@@ -1,4 +1,4 @@
-"""app/session.py: the connection state machine, driven with plain strings and no socket.
+"""nowgate.session: the connection state machine, driven with plain strings and no socket.
 
 Each test builds a Hub from Settings() and the chat policy (tests/fixtures/chat.toml), gives
 every simulated connection an Outbox and a Session, feeds frames to `hello()` / `receive()`,
@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from app.auth import Handshake
-from app.errors import CloseConnection, PolicyViolation, TryAgainLater
-from app.fanout import Outbox
-from app.hub import Hub
-from app.identity import MAX_TOKEN_LENGTH, IdentitySigner
-from app.policy import Policy, load_policy
-from app.scope import Context
-from app.session import INBOX_LIMIT, Session, State
-from app.settings import Settings
+from nowgate.auth import Handshake
+from nowgate.errors import CloseConnection, PolicyViolation, TryAgainLater
+from nowgate.fanout import Outbox
+from nowgate.hub import Hub
+from nowgate.identity import MAX_TOKEN_LENGTH, IdentitySigner
+from nowgate.policy import Policy, load_policy
+from nowgate.scope import Context
+from nowgate.session import INBOX_LIMIT, Session, State
+from nowgate.settings import Settings
 
 CHAT_POLICY = Path(__file__).parent / "fixtures" / "chat.toml"
 # Handlers for the regression tests of fixed bugs (group names, validators, UTF-8 sizes).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from nowgate.settings import Settings
 
 KEY = "k" * 40
 SAFE = {"mode": "production", "secret_keys": KEY, "allowed_origins": "https://app.example"}

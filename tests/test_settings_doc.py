@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.settings import Settings
+from nowgate.settings import Settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -21,8 +21,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.types import Message
 
-from app.headers import SECURITY_HEADERS, SecurityHeadersMiddleware
-from app.static import CHUNK_SIZE, StaticJail
+from nowgate.headers import SECURITY_HEADERS, SecurityHeadersMiddleware
+from nowgate.static import CHUNK_SIZE, StaticJail
 
 JS = b"export const answer = 42;\n"
 BIG = bytes(range(256)) * ((3 * CHUNK_SIZE) // 256 + 7)  # several chunks, not a multiple of one

@@ -1,4 +1,4 @@
-"""app/validation.py: strict argument models from handler type hints; errors cut to loc/msg/type."""
+"""nowgate.validation: strict models from handler type hints; errors cut to loc/msg/type."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from app.demo import Position
-from app.errors import InvalidParams
-from app.scope import Context
-from app.validation import (
+from nowgate.errors import InvalidParams
+from nowgate.scope import Context
+from nowgate.validation import (
     MAX_REPORTED_ERRORS,
     ArgumentValidator,
     SignatureError,

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app.client import CallError, NowClient, connect
-from app.headers import SECURITY_HEADERS
-from app.settings import Settings
+from nowgate.client import CallError, NowClient, connect
+from nowgate.headers import SECURITY_HEADERS
+from nowgate.settings import Settings
 from tests.support.gateway import Gateway, free_port
 from tests.support.nginx import DEPLOY_CONFIG, Nginx
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const NowJS = require('../../static/nowjs/now.js');
+const NowJS = require('../../src/nowgate/nowjs/now.js');
 const { createClient, NowError, backoffDelay, memoryStorage } = NowJS;
 
 function fakeTimers() {
@@ -671,7 +671,7 @@ describe('as a plain browser script', () => {
   async function loadInPage(attrs = {}) {
     const { readFile } = await import('node:fs/promises');
     const vm = await import('node:vm');
-    const source = await readFile(new URL('../../static/nowjs/now.js', import.meta.url), 'utf8');
+    const source = await readFile(new URL('../../src/nowgate/nowjs/now.js', import.meta.url), 'utf8');
     const sockets = [];
     const timers = fakeTimers();
     const session = new Map();

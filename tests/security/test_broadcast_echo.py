@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.client import connect
+from nowgate.client import connect
 from tests.support.gateway import Gateway
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.client import connect
-from app.origin import origin_allowed, own_origin
+from nowgate.client import connect
+from nowgate.origin import origin_allowed, own_origin
 from tests.support.gateway import Gateway
 
 UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",

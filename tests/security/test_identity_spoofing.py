@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from app.client import CallError, connect
-from app.errors import PolicyFileError
-from app.identity import TOKEN_SALT, IdentitySigner
-from app.policy import load_policy
-from app.scope import Context
+from nowgate.client import CallError, connect
+from nowgate.errors import PolicyFileError
+from nowgate.identity import TOKEN_SALT, IdentitySigner
+from nowgate.policy import load_policy
+from nowgate.scope import Context
 from tests.support.gateway import Gateway
 
 

@@ -14,8 +14,8 @@ import asyncio
 import json
 import logging
 
-from app.client import connect
-from app.logs import JsonFormatter, TextFormatter, escape
+from nowgate.client import connect
+from nowgate.logs import JsonFormatter, TextFormatter, escape
 from tests.support.gateway import Gateway
 from tests.support.wire import call, raw_exchange
 

@@ -17,16 +17,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app.session as session_module
-from app.auth import Handshake
-from app.decode import Limits, Request, Response, decode
-from app.errors import RpcError
-from app.fanout import Outbox
-from app.hub import Hub
-from app.policy import load_policy
-from app.scope import Context
-from app.session import Session, State
-from app.settings import Settings
+import nowgate.session as session_module
+from nowgate.auth import Handshake
+from nowgate.decode import Limits, Request, Response, decode
+from nowgate.errors import RpcError
+from nowgate.fanout import Outbox
+from nowgate.hub import Hub
+from nowgate.policy import load_policy
+from nowgate.scope import Context
+from nowgate.session import Session, State
+from nowgate.settings import Settings
 from tests.conftest import CHAT_POLICY
 
 LIMITS = Limits(max_depth=32, max_items=1000)

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from app.policy import load_policy
-from app.scope import Context
+from nowgate.policy import load_policy
+from nowgate.scope import Context
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 from tests.support.wire import call, raw_exchange

@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from app.headers import SecurityHeadersMiddleware
-from app.static import StaticJail
+from nowgate.headers import SecurityHeadersMiddleware
+from nowgate.static import StaticJail
 
 
 @dataclass

@@ -14,7 +14,7 @@ import json
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from app.client import CallError, connect
+from nowgate.client import CallError, connect
 from tests.support.gateway import Gateway
 from tests.support.wire import next_reply
 

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from app.client import CallError, connect
+from nowgate.client import CallError, connect
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 from tests.support.wire import HELLO, next_reply

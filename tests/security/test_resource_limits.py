@@ -18,9 +18,9 @@ import pytest
 from pydantic import TypeAdapter
 from websockets.asyncio.client import connect as ws_connect
 
-from app.client import CallError, connect
-from app.dispatch import PendingCalls
-from app.errors import ClientCallError
+from nowgate.client import CallError, connect
+from nowgate.dispatch import PendingCalls
+from nowgate.errors import ClientCallError
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 from tests.support.wire import HELLO, call, close_code_of, next_reply, raw_exchange

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.client import connect
+from nowgate.client import connect
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
 
-from app.headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, SecurityHeadersMiddleware
-from app.static import StaticJail
+from nowgate.headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS, SecurityHeadersMiddleware
+from nowgate.static import StaticJail
 
 PROJECT_STATIC = Path(__file__).resolve().parents[2] / "static"
 

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from app.transport import DirectWriteProtocol
+from nowgate.transport import DirectWriteProtocol
 
 
 class StuckTransport(asyncio.Transport):

@@ -16,10 +16,10 @@ import asyncio
 
 from websockets.asyncio.client import connect as ws_connect
 
-from app.client import connect
-from app.errors import TryAgainLater
-from app.fanout import Flusher, Outbox
-from app.frames import text_frame
+from nowgate.client import connect
+from nowgate.errors import TryAgainLater
+from nowgate.fanout import Flusher, Outbox
+from nowgate.frames import text_frame
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 from tests.support.sockets import Socket, next_turn

@@ -1,4 +1,4 @@
-"""A real gateway for tests: `python -m app serve` in a subprocess on a loopback port."""
+"""A real gateway for tests: `python -m nowgate serve` in a subprocess on a loopback port."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ class Gateway:
             "NOWGATE_SECRET_KEYS": secrets.token_urlsafe(32),
             # Tests open many connections from one address in a short time.
             "NOWGATE_CONNECT_RATE_PER_ADDRESS": "1000/minute",
+            # The demo page, as scripts/demo serves it.
+            "NOWGATE_STATIC_DIR": str(REPO / "static"),
             **(env or {}),
         }
         descriptor, self._log_path = tempfile.mkstemp(prefix="nowgate-", suffix=".log")
@@ -79,7 +81,7 @@ class Gateway:
             [
                 sys.executable,
                 "-m",
-                "app",
+                "nowgate",
                 "serve",
                 "--policy",
                 str(self.policy),

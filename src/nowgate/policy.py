@@ -42,9 +42,9 @@ from typing import Any, Literal
 import limits
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from app.decode import GROUP_NAME, METHOD_NAME
-from app.errors import PolicyFileError
-from app.validation import (
+from .decode import GROUP_NAME, METHOD_NAME
+from .errors import PolicyFileError
+from .validation import (
     STRICT,
     ArgumentValidator,
     SignatureError,

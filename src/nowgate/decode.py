@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import InvalidRequest, MethodNotFound, ParseError
+from .errors import InvalidRequest, MethodNotFound, ParseError
 
 JSONRPC_VERSION = "2.0"
 METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import limits
 
-from app.backplane import backplane_for
-from app.errors import ClientCallError, CloseConnection, NormalClosure, PolicyViolation
-from app.fanout import Flusher, encode, fan_out
-from app.identity import IdentitySigner
-from app.policy import Policy
-from app.ratelimit import RateLimiter
-from app.registry import Peer, Registry
-from app.settings import Settings
-from app.variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore, check_path
+from .backplane import backplane_for
+from .errors import ClientCallError, CloseConnection, NormalClosure, PolicyViolation
+from .fanout import Flusher, encode, fan_out
+from .identity import IdentitySigner
+from .policy import Policy
+from .ratelimit import RateLimiter
+from .registry import Peer, Registry
+from .settings import Settings
+from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore, check_path
 
 if TYPE_CHECKING:
-    from app.session import Session
+    from .session import Session
 
 log = logging.getLogger("nowgate.hub")
 

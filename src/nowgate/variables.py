@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.decode import METHOD_NAME
+from .decode import METHOD_NAME
 
 EVERYONE = "everyone"
 CLIENT = "client"

@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.auth import ANONYMOUS, Handshake, Principal
-from app.decode import Limits, Request, Response, decode
-from app.dispatch import PendingCalls, invoke
-from app.errors import (
+from .auth import ANONYMOUS, Handshake, Principal
+from .decode import Limits, Request, Response, decode
+from .dispatch import PendingCalls, invoke
+from .errors import (
     CloseConnection,
     Forbidden,
     InternalError,
@@ -37,15 +37,15 @@ from app.errors import (
     RateLimited,
     RpcError,
 )
-from app.fanout import Outbox, encode
-from app.hub import Hub
-from app.identity import MAX_TOKEN_LENGTH, new_client_id
-from app.logs import audit
-from app.metrics import METRICS
-from app.registry import Peer
-from app.scope import Context
-from app.validation import cut_errors, validate_result
-from app.variables import CLIENT, EVERYONE, GROUP_PREFIX
+from .fanout import Outbox, encode
+from .hub import Hub
+from .identity import MAX_TOKEN_LENGTH, new_client_id
+from .logs import audit
+from .metrics import METRICS
+from .registry import Peer
+from .scope import Context
+from .validation import cut_errors, validate_result
+from .variables import CLIENT, EVERYONE, GROUP_PREFIX
 
 log = logging.getLogger("nowgate.session")
 

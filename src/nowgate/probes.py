@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.hub import Hub
+from .hub import Hub
 
 
 class HealthProbes:

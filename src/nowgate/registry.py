@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from app.decode import GROUP_NAME
-from app.fanout import Outbox
+from .decode import GROUP_NAME
+from .fanout import Outbox
 
 if TYPE_CHECKING:
-    from app.dispatch import PendingCalls
+    from .dispatch import PendingCalls
 
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from app.metrics import METRICS
+from .metrics import METRICS
 
 AUDIT = logging.getLogger("nowgate.audit")
 CONTEXT_FIELDS = ("connection_id", "client_id", "address", "event", "function", "code")

@@ -28,6 +28,7 @@ never a listing.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 import stat
@@ -41,6 +42,8 @@ from starlette.types import Receive, Scope, Send
 
 __all__ = ["StaticJail"]
 
+# Where the gateway serves its own browser client (package data, see browser_client_dir).
+CLIENT_PREFIX = "/nowjs"
 CHUNK_SIZE = 64 * 1024
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
@@ -160,6 +163,18 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise _UnsatisfiableRangeError
     return start, min(end, size - 1)
+
+
+def browser_client_dir() -> Path:
+    """The folder of the browser client shipped inside the package (`nowgate/nowjs/`).
+
+    Installed from a wheel or from a checkout, the package is a folder on disk; a zipped
+    install is refused here rather than serving nothing.
+    """
+    folder = importlib.resources.files("nowgate") / "nowjs"
+    if not isinstance(folder, Path) or not folder.is_dir():
+        raise RuntimeError("nowgate's browser client is not on disk; install nowgate unzipped")
+    return folder
 
 
 class StaticJail:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.hub import Hub
-from app.registry import Peer
-from app.variables import CLIENT, EVERYONE, GROUP_PREFIX
+from .hub import Hub
+from .registry import Peer
+from .variables import CLIENT, EVERYONE, GROUP_PREFIX
 
 
 class Audience:

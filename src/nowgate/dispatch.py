@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from app.decode import Response
-from app.errors import ClientCallError, InternalError, InvalidParams, RpcError
-from app.policy import ServerFunction
-from app.validation import validate_result
+from .decode import Response
+from .errors import ClientCallError, InternalError, InvalidParams, RpcError
+from .policy import ServerFunction
+from .validation import validate_result
 
 log = logging.getLogger("nowgate.dispatch")
 

@@ -5,7 +5,7 @@ closed with 1013; the sender and every other receiver are unaffected, which is t
 a slow client loses its connection rather than slowing the broadcast (as websockets'
 `broadcast()` does). Memory per client is bounded by `send_queue_limit` frames.
 
-Served by `app.server` (uvicorn with `app.transport`), an outbox writes to its socket
+Served by `nowgate.server` (uvicorn with `nowgate.transport`), an outbox writes to its socket
 directly: what a turn of the event loop queued to one client leaves in one write, after
 the turn (the `Flusher`), so a busy gateway makes one system call per client for several
 messages. Only a client whose socket is backed up has its writer task do the writing, once
@@ -22,9 +22,9 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 from pydantic_core import to_jsonable_python
 
-from app.errors import CloseConnection, TryAgainLater
-from app.frames import text_frame, text_of
-from app.metrics import METRICS
+from .errors import CloseConnection, TryAgainLater
+from .frames import text_frame, text_of
+from .metrics import METRICS
 
 # asyncio's default high-water mark. A backlog larger than this is written in pieces of this
 # size, so that the socket's buffer holds at most about one piece past the mark when it
@@ -43,7 +43,7 @@ def _jsonable(value: Any) -> Any:
 
 @runtime_checkable
 class FrameSink(Protocol):
-    """A socket that takes ready-made frames (`app.transport.DirectWriteProtocol`)."""
+    """A socket that takes ready-made frames (`nowgate.transport.DirectWriteProtocol`)."""
 
     def try_write(self, data: bytes) -> bool: ...
 
@@ -103,7 +103,7 @@ class Outbox:
         return accepted
 
     def put_frame(self, frame: bytes) -> bool:
-        """`put()` for a frame made by `app.frames.text_frame()`, uncounted (see `fan_out`)."""
+        """`put()` for a frame made by `nowgate.frames.text_frame()`, uncounted (see `fan_out`)."""
         if self.close_error is not None:
             return False
         frames = self._frames

@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve --policy PATH`, `python -m app check PATH`."""
+"""Command line: `python -m nowgate serve --policy PATH`, `python -m nowgate check PATH`."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.errors import PolicyFileError
-from app.logs import configure_logging
-from app.policy import load_policy
-from app.scope import Context
-from app.settings import Settings
+from .errors import PolicyFileError
+from .logs import configure_logging
+from .policy import load_policy
+from .scope import Context
+from .settings import Settings
 
 log = logging.getLogger("nowgate")
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return Settings()
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
@@ -45,11 +45,11 @@ def _check(path: Path) -> int:
     return 0
 
 
-def _serve(policy_path: Path, host: str, port: int) -> int:
-    from app.application import create_app
-    from app.server import serve
+def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> int:
+    from .application import create_app
+    from .server import serve
 
-    settings = _settings()
+    settings = _settings() if static_dir is None else _settings(static_dir=static_dir)
     configure_logging(settings.log_format)
     try:
         policy = load_policy(policy_path, Context)
@@ -65,18 +65,24 @@ def _serve(policy_path: Path, host: str, port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     # Handler modules named in policies are imported relative to the working directory.
     sys.path.insert(0, os.getcwd())
-    parser = argparse.ArgumentParser(prog="python -m app", description="nowgate gateway")
+    parser = argparse.ArgumentParser(prog="python -m nowgate", description="nowgate gateway")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--policy", type=Path, required=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--static",
+        type=Path,
+        default=None,
+        help="directory of the site's own files, served at / (default: NOWGATE_STATIC_DIR)",
+    )
     check = commands.add_parser("check", help="validate a policy against its handlers")
     check.add_argument("policy", type=Path)
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.policy)
-    return _serve(args.policy, args.host, args.port)
+    return _serve(args.policy, args.host, args.port, args.static)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_PRODUCTION_KEY_LENGTH = 32
-# Anchored to the project, not the working directory, so `serve` works from anywhere.
-PROJECT_STATIC = Path(__file__).resolve().parents[1] / "static"
 
 
 def _split_commas(value: object) -> object:
@@ -89,7 +87,11 @@ class Settings(BaseSettings):
     )
     ping_interval: float = Field(20.0, gt=0, description="seconds between WebSocket pings")
     ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a pong")
-    static_dir: Path = Field(PROJECT_STATIC, description="directory served at /")
+    static_dir: Path | None = Field(
+        None,
+        description="the site's own files, served at / (the browser client is always served "
+        "at /nowjs/); unset: none",
+    )
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="addresses or networks of reverse proxies whose X-Forwarded-For and "

@@ -3,7 +3,7 @@
 Through ASGI every message to every receiver is one `send()` coroutine, framed again by
 the websockets library: a broadcast to 1,000 clients framed 1,000 times. This protocol
 adds itself to the scope's extensions under `DIRECT_WRITES`, so the endpoint can write the
-bytes `app.frames` made once. Everything else (handshake, pings, close, reading) stays
+bytes `nowgate.frames` made once. Everything else (handshake, pings, close, reading) stays
 uvicorn's. An application served by another ASGI server does not get the extension and
 sends through ASGI as usual.
 

@@ -16,11 +16,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app.endpoint import websocket_endpoint
-from app.hub import Hub
-from app.metrics import METRICS
-from app.settings import Settings
-from app.transport import DirectWriteProtocol
+from .endpoint import websocket_endpoint
+from .hub import Hub
+from .metrics import METRICS
+from .settings import Settings
+from .transport import DirectWriteProtocol
 
 log = logging.getLogger("nowgate.server")
 

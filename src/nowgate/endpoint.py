@@ -2,8 +2,8 @@
 
 Three tasks per connection: the reader (frames -> session), the writer (outbox -> socket)
 and the session's worker (calls, in order). Whichever of reader and writer ends first ends
-the connection; the session then cleans up. Under `app.server` the outbox writes to the
-socket itself (`app.fanout`), and the writer only steps in when the socket is backed up
+the connection; the session then cleans up. Under `nowgate.server` the outbox writes to the
+socket itself (`nowgate.fanout`), and the writer only steps in when the socket is backed up
 and to send the close frame.
 """
 
@@ -17,15 +17,15 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.auth import Handshake
-from app.errors import NormalClosure, PolicyViolation, UnsupportedData
-from app.fanout import FrameSink, Outbox
-from app.hub import Hub
-from app.logs import audit
-from app.metrics import METRICS
-from app.origin import origin_allowed, own_origin
-from app.session import Session, State
-from app.transport import DIRECT_WRITES
+from .auth import Handshake
+from .errors import NormalClosure, PolicyViolation, UnsupportedData
+from .fanout import FrameSink, Outbox
+from .hub import Hub
+from .logs import audit
+from .metrics import METRICS
+from .origin import origin_allowed, own_origin
+from .session import Session, State
+from .transport import DIRECT_WRITES
 
 log = logging.getLogger("nowgate.endpoint")
 

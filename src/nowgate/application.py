@@ -18,13 +18,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from app.endpoint import websocket_endpoint
-from app.headers import SecurityHeadersMiddleware
-from app.hub import Hub
-from app.policy import Policy
-from app.probes import HealthProbes
-from app.settings import Settings
-from app.static import StaticJail
+from .endpoint import websocket_endpoint
+from .headers import SecurityHeadersMiddleware
+from .hub import Hub
+from .policy import Policy
+from .probes import HealthProbes
+from .settings import Settings
+from .static import CLIENT_PREFIX, StaticJail, browser_client_dir
 
 
 def create_app(settings: Settings, policy: Policy) -> FastAPI:
@@ -58,7 +58,16 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
     app.add_middleware(SlowAPIMiddleware)
 
     app.add_api_websocket_route(settings.ws_path, websocket_endpoint)
-    app.router.routes.append(Route("/{path:path}", _StaticFiles(StaticJail(settings.static_dir))))
+    app.router.routes.append(
+        Route(
+            f"{CLIENT_PREFIX}/{{path:path}}",
+            _StaticFiles(StaticJail(browser_client_dir()), prefix=CLIENT_PREFIX),
+        )
+    )
+    if settings.static_dir is not None:
+        app.router.routes.append(
+            Route("/{path:path}", _StaticFiles(StaticJail(settings.static_dir)))
+        )
     if settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(HealthProbes, hub=hub)
@@ -67,14 +76,20 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
 
 
 class _StaticFiles:
-    """The static jail as a route endpoint (not a mount), so that slowapi sees and limits it."""
+    """The static jail as a route endpoint (not a mount), so that slowapi sees and limits it.
+
+    `prefix` is what a Mount would add to `root_path`: the jail strips it from the path.
+    """
 
     __name__ = "static_files"
 
-    def __init__(self, jail: StaticJail) -> None:
+    def __init__(self, jail: StaticJail, prefix: str = "") -> None:
         self._jail = jail
+        self._prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._prefix:
+            scope = {**scope, "root_path": scope.get("root_path", "") + self._prefix}
         await self._jail(scope, receive, send)
 
 
