@@ -121,4 +121,4 @@ def test_usage_errors_exit_with_status_2(
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
-    assert "usage: python -m nowgate" in capsys.readouterr().err
+    assert "usage: nowgate" in capsys.readouterr().err
