@@ -12,11 +12,12 @@ import pytest
 from nowgate.dispatch import PendingCalls
 from nowgate.fanout import Outbox
 from nowgate.hub import Hub
+from nowgate.naming import check_variable_name
 from nowgate.policy import Policy, load_policy
 from nowgate.registry import Peer, Registry
 from nowgate.scope import Context
 from nowgate.settings import Settings
-from nowgate.variables import VariableStore, check_path
+from nowgate.variables import VariableStore
 
 CHAT_POLICY = Path(__file__).parent / "fixtures" / "chat.toml"
 
@@ -232,7 +233,7 @@ def test_the_client_scope_needs_a_client_id() -> None:
 @pytest.mark.parametrize("path", ["__proto__", "constructor.prototype", "a.b", "", "a" * 65, "1x"])
 def test_variable_paths_are_single_plain_names(path: str) -> None:
     with pytest.raises(ValueError, match="invalid variable name"):
-        check_path(path)
+        check_variable_name(path)
 
 
 # The hub keeps groups and variables in step ----------------------------------------------

@@ -15,24 +15,20 @@ from typing import TYPE_CHECKING, Any
 import limits
 
 from .backplane import backplane_for
-from .errors import ClientCallError, CloseConnection, NormalClosure, PolicyViolation
+from .errors import ClientCallError, GoingAway, NormalClosure, PolicyViolation
 from .fanout import Flusher, encode, fan_out
 from .identity import IdentitySigner
+from .naming import check_variable_name
 from .policy import Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
-from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore, check_path
+from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger("nowgate.hub")
-
-
-class GoingAway(CloseConnection):
-    close_code = 1001
-    default_reason = "Server shutting down: reconnect with your token"
 
 
 def notification(method: str, params: Any) -> str:
@@ -112,14 +108,14 @@ class Hub:
     # Variables ------------------------------------------------------------------------
 
     def set_variable(self, scope: str, path: str, value: Any, client_id: str | None = None) -> None:
-        check_path(path)
+        check_variable_name(path)
         # Encode first: a value that cannot be sent must not be stored either.
         frame = notification("now.set", {"scope": scope, "path": path, "value": value})
         self.variables.scope(scope, client_id)[path] = value
         self._sync(scope, client_id, frame, {"scope": scope, "path": path, "value": value})
 
     def delete_variable(self, scope: str, path: str, client_id: str | None = None) -> None:
-        check_path(path)
+        check_variable_name(path)
         if self.variables.scope(scope, client_id).pop(path, _MISSING) is _MISSING:
             return
         frame = notification("now.del", {"scope": scope, "path": path})

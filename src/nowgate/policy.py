@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -42,8 +41,8 @@ from typing import Any, Literal
 import limits
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .decode import GROUP_NAME, METHOD_NAME
 from .errors import PolicyFileError
+from .naming import GROUP_NAME, METHOD_NAME, MODULE_NAME, RESERVED_VARIABLES
 from .validation import (
     STRICT,
     ArgumentValidator,
@@ -52,11 +51,6 @@ from .validation import (
     return_adapter,
 )
 
-MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-# Names a client may never write, whatever a policy says: they are the identity.
-RESERVED_VARIABLES = frozenset(
-    {"client_id", "clientId", "uuid", "user", "roles", "groups", "token"}
-)
 DEFAULT_MAX_BYTES = 16_384
 
 

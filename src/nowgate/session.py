@@ -42,6 +42,7 @@ from .hub import Hub
 from .identity import MAX_TOKEN_LENGTH, new_client_id
 from .logs import audit
 from .metrics import METRICS
+from .naming import CLIENT_SET, HELLO
 from .registry import Peer
 from .scope import Context
 from .validation import cut_errors, validate_result
@@ -49,8 +50,6 @@ from .variables import CLIENT, EVERYONE, GROUP_PREFIX
 
 log = logging.getLogger("nowgate.session")
 
-HELLO = "now.hello"
-CLIENT_SET = "now.set"
 INBOX_LIMIT = 64
 _CONNECT = object()  # queued before any call so the connect hook runs first
 
