@@ -15,7 +15,6 @@ from nowgate.hub import Hub
 from nowgate.naming import check_variable_name
 from nowgate.policy import Policy, load_policy
 from nowgate.registry import Peer, Registry
-from nowgate.scope import Context
 from nowgate.settings import Settings
 from nowgate.variables import VariableStore
 
@@ -241,7 +240,7 @@ def test_variable_paths_are_single_plain_names(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def chat_policy() -> Policy:
-    return load_policy(CHAT_POLICY, Context)
+    return load_policy(CHAT_POLICY)
 
 
 @pytest.fixture

@@ -13,11 +13,14 @@ Identities, groups and roles are only ever changed here, by server code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .hub import Hub
 from .registry import Peer
 from .variables import CLIENT, EVERYONE, GROUP_PREFIX
+
+if TYPE_CHECKING:
+    # Only the type: the policy binds handlers to Context, and the hub imports the policy.
+    from .hub import Hub
 
 
 class Audience:

@@ -24,7 +24,6 @@ from nowgate.errors import RpcError
 from nowgate.fanout import Outbox
 from nowgate.hub import Hub
 from nowgate.policy import load_policy
-from nowgate.scope import Context
 from nowgate.session import Session, State
 from nowgate.settings import Settings
 from tests.conftest import CHAT_POLICY
@@ -73,7 +72,7 @@ class Harness:
 
     def __init__(self) -> None:
         settings = Settings(violation_limit=10_000, connection_rate="1000000/second")
-        self.hub = Hub(settings, load_policy(CHAT_POLICY, Context))
+        self.hub = Hub(settings, load_policy(CHAT_POLICY))
         self.dispatched: list[str] = []
 
     async def run(self, fuzz: list[str]) -> list[dict[str, Any]]:
