@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from nowgate.dispatch import PendingCalls
 from nowgate.fanout import Outbox
 from nowgate.hub import Hub
 from nowgate.naming import check_variable_name
+from nowgate.pending import PendingCalls
 from nowgate.policy import Policy, load_policy
 from nowgate.registry import Peer, Registry
 from nowgate.settings import Settings

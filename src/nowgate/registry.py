@@ -14,7 +14,7 @@ from .fanout import Outbox
 from .naming import check_group_name
 
 if TYPE_CHECKING:
-    from .dispatch import PendingCalls
+    from .pending import PendingCalls
 
 
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nowgate.session as session_module
+import nowgate.dispatch as dispatch_module
 from nowgate.auth import Handshake
 from nowgate.decode import Limits, Request, Response, decode
 from nowgate.errors import RpcError
@@ -109,14 +109,14 @@ def harness() -> Harness:
 def test_session_survives_any_frames_and_dispatches_only_valid_calls(
     harness: Harness, fuzz: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_invoke = session_module.invoke
+    real_invoke = dispatch_module.invoke
     dispatched: list[tuple[str, dict[str, Any]]] = []
 
     async def recording_invoke(function: Any, context: Any, arguments: dict[str, Any]) -> Any:
         dispatched.append((function.name, arguments))
         return await real_invoke(function, context, arguments)
 
-    monkeypatch.setattr(session_module, "invoke", recording_invoke)
+    monkeypatch.setattr(dispatch_module, "invoke", recording_invoke)
     replies = asyncio.run(harness.run(fuzz))
     policy = harness.hub.policy
     for name, arguments in dispatched:
