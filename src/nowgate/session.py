@@ -225,7 +225,7 @@ class Session:
         self.peer = peer
         self.context = Context(hub, peer)
         self.state = State.OPEN
-        hub.sessions.add(self)
+        hub.connections.add(self)
         METRICS.connections.inc()
         policy = hub.policy
         welcome = {
@@ -357,7 +357,7 @@ class Session:
         if peer is None:
             return
         self.peer = None
-        self.hub.sessions.discard(self)
+        self.hub.connections.discard(self)
         METRICS.connections.dec()
         peer.pending.fail_all("the client disconnected")
         if not self.outbox.closing:
