@@ -106,29 +106,53 @@ class Hub:
 
     # Variables ------------------------------------------------------------------------
 
-    def set_variable(self, scope: str, path: str, value: Any, client_id: str | None = None) -> None:
+    def set_variable(
+        self,
+        scope: str,
+        path: str,
+        value: Any,
+        client_id: str | None = None,
+        without: str | None = None,
+    ) -> None:
+        """Store one value for the scope and send `now.set` to its members but `without`.
+
+        `without` only skips a delivery (the writer already holds the value it wrote): the
+        stored value is the scope's one value, which every later welcome shows.
+        """
         check_variable_name(path)
         # Encode first: a value that cannot be sent must not be stored either.
         frame = notification("now.set", {"scope": scope, "path": path, "value": value})
         self.variables.scope(scope, client_id)[path] = value
-        self._sync(scope, client_id, frame, {"scope": scope, "path": path, "value": value})
+        change = {"scope": scope, "path": path, "value": value}
+        self._sync(scope, client_id, frame, change, without)
 
-    def delete_variable(self, scope: str, path: str, client_id: str | None = None) -> None:
+    def delete_variable(
+        self, scope: str, path: str, client_id: str | None = None, without: str | None = None
+    ) -> None:
         check_variable_name(path)
         if self.variables.scope(scope, client_id).pop(path, _MISSING) is _MISSING:
             return
         frame = notification("now.del", {"scope": scope, "path": path})
-        self._sync(scope, client_id, frame, {"scope": scope, "path": path, "deleted": True})
+        change = {"scope": scope, "path": path, "deleted": True}
+        self._sync(scope, client_id, frame, change, without)
 
-    def _sync(self, scope: str, client_id: str | None, frame: str, change: dict[str, Any]) -> None:
+    def _sync(
+        self,
+        scope: str,
+        client_id: str | None,
+        frame: str,
+        change: dict[str, Any],
+        without: str | None,
+    ) -> None:
         if scope == CLIENT:
             peer = self.registry.get(client_id) if client_id else None
             if peer is not None:
                 peer.outbox.put(frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self.backplane.publish({"frame": frame, "group": group, "variable": change})
-        self._deliver(frame, group, None)
+        self.backplane.publish({"frame": frame, "group": group, "without": without,
+                                "variable": change})
+        self._deliver(frame, group, without)
 
     # Groups ---------------------------------------------------------------------------
 
