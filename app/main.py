@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nowgate import Context, Settings, create_app, load_policy
+from nowgate import Settings, create_app, load_policy
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 settings = Settings(static_dir=Path(os.environ.get("NOWGATE_STATIC_DIR", PROJECT / "static")))
-policy = load_policy(
-    Path(os.environ.get("NOWGATE_POLICY", PROJECT / "policies" / "demo.toml")), Context
-)
+policy = load_policy(Path(os.environ.get("NOWGATE_POLICY", PROJECT / "policies" / "demo.toml")))
 app = create_app(settings, policy)

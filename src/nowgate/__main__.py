@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from .errors import PolicyFileError
 from .logs import configure_logging
 from .policy import load_policy
-from .scope import Context
 from .settings import Settings
 
 log = logging.getLogger("nowgate")
@@ -33,7 +32,7 @@ def _settings(**overrides: object) -> Settings:
 
 def _check(path: Path) -> int:
     try:
-        policy = load_policy(path, Context)
+        policy = load_policy(path)
     except PolicyFileError as error:
         print(f"nowgate: policy refused: {error}", file=sys.stderr)
         return 2
@@ -52,7 +51,7 @@ def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> 
     settings = _settings() if static_dir is None else _settings(static_dir=static_dir)
     configure_logging(settings.log_format)
     try:
-        policy = load_policy(policy_path, Context)
+        policy = load_policy(policy_path)
     except PolicyFileError as error:
         print(f"nowgate: policy refused: {error}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.backplane.start(hub.receive_remote)
-        sweeper = asyncio.create_task(hub.sweep_expired())
+        sweeper = asyncio.create_task(hub.connections.sweep_expired())
         try:
             yield
         finally:
