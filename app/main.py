@@ -24,7 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 settings = nowgate.Settings()
 policy = nowgate.load_policy(
-    Path(os.environ.get("NOWGATE_POLICY", PROJECT / "policies" / "demo.toml")), nowgate.Context
+    Path(os.environ.get("NOWGATE_POLICY", PROJECT / "policies" / "demo.toml"))
 )
 gateway = nowgate.Gateway(policy, settings)
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=gateway.lifespan)

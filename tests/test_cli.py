@@ -164,7 +164,7 @@ def test_the_library_leaves_the_process_gc_settings_alone() -> None:
         "from pathlib import Path\n"
         "import nowgate\n"
         "app = nowgate.create_app(nowgate.Settings(), "
-        "nowgate.load_policy(Path('policies/demo.toml'), nowgate.Context))\n"
+        "nowgate.load_policy(Path('policies/demo.toml')))\n"
         "import nowgate.server\n"
         "print(gc.get_threshold() == before, gc.get_freeze_count())"
     )

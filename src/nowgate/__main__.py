@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from .errors import PolicyFileError
 from .logs import configure_logging
 from .policy import Policy, load_policy
-from .scope import Context
 from .settings import Settings
 
 log = logging.getLogger("nowgate")
@@ -38,7 +37,7 @@ def _settings(**overrides: object) -> Settings:
 
 def _policy(path: Path) -> Policy | None:
     try:
-        return load_policy(path, Context)
+        return load_policy(path)
     except PolicyFileError as error:
         print(f"nowgate: policy refused: {error}", file=sys.stderr)
         return None

@@ -66,7 +66,7 @@ class Gateway:
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         hub = self.hub
         await hub.backplane.start(hub.receive_remote)
-        sweeper = asyncio.create_task(hub.sweep_expired())
+        sweeper = asyncio.create_task(hub.connections.sweep_expired())
         try:
             yield
         finally:

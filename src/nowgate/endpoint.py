@@ -75,7 +75,7 @@ async def websocket_endpoint(websocket: WebSocket, hub: Hub) -> None:
         audit("origin_refused", address=address)
         await websocket.close(code=1008)  # before accept(): the handshake gets HTTP 403
         return
-    if hub.draining:
+    if hub.connections.draining:
         await websocket.close(code=1013)
         return
     retry_after = await hub.limiter.retry_after(hub.connect_rate, "connect", address)

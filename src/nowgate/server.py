@@ -37,8 +37,8 @@ class GatewayServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # stop accepting first, so no one connects to a draining node
-        log.info("draining %d connections", len(self._hub.sessions))
-        await self._hub.drain(self._hub.settings.shutdown_grace)
+        log.info("draining %d connections", len(self._hub.connections))
+        await self._hub.connections.drain(self._hub.settings.shutdown_grace)
         await super().shutdown(sockets)
 
 
