@@ -1,8 +1,9 @@
-"""Command line: `python -m nowgate serve --policy PATH`, `python -m nowgate check PATH`."""
+"""Command line: `python -m nowgate serve --policy PATH`, `check PATH`, `types PATH`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -62,6 +63,23 @@ def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> 
     return 0
 
 
+def _types(policy_path: Path, output: Path | None, openrpc_path: Path | None) -> int:
+    from .contract import ContractError, load_contract, openrpc, typescript
+
+    try:
+        contract = load_contract(policy_path)
+    except (PolicyFileError, ContractError) as error:
+        print(f"nowgate: cannot describe the policy: {error}", file=sys.stderr)
+        return 2
+    if output is None:
+        sys.stdout.write(typescript(contract))
+    else:
+        output.write_text(typescript(contract), encoding="utf-8")
+    if openrpc_path is not None:
+        openrpc_path.write_text(json.dumps(openrpc(contract), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # Handler modules named in policies are imported relative to the working directory.
     sys.path.insert(0, os.getcwd())
@@ -79,9 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     check = commands.add_parser("check", help="validate a policy against its handlers")
     check.add_argument("policy", type=Path)
+    types = commands.add_parser("types", help="TypeScript declarations of a policy's `now`")
+    types.add_argument("policy", type=Path)
+    types.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    types.add_argument("--openrpc", type=Path, help="also write the contract as OpenRPC JSON")
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.policy)
+    if args.command == "types":
+        return _types(args.policy, args.output, args.openrpc)
     return _serve(args.policy, args.host, args.port, args.static)
 
 
