@@ -213,7 +213,7 @@ async def streaming_server(hellos: list[dict[str, Any]]) -> AsyncIterator[str]:
         hellos.append(hello["params"])
         first = len(hellos) == 1
         welcome = {"client_id": "c-s", "token": "t", "resumed": not first, "functions": [],
-                   "client_functions": ["tick"], "vars": {"everyone": {}, "groups": {}, "client": {}},
+                   "client_functions": ["tick"], "vars": {"everyone": {}},
                    "stream": {"epoch": "e1", "offset": 0 if first else 4}, "recovered": not first}
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": hello["id"], "result": welcome}))
         for offset in (1, 2, 3) if first else (2, 3, 4):
