@@ -1,7 +1,7 @@
 /*! nowgate browser client: the shared `now` namespace over JSON-RPC 2.0 WebSockets (PROTOCOL.md v1).
  *
  * One source, two forms (both served by the gateway under /nowjs/):
- * - now.mjs (this file), an ES module:
+ * - now.mjs, the ES module (the source):
  *     import { connect } from '/nowjs/now.mjs';
  *     const now = connect({ url: '/ws', auth: () => myCredential });
  *   TypeScript: now.d.ts / now.d.mts; connect<Contract>() with the declarations that
