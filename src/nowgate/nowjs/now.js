@@ -6,14 +6,15 @@
  *     const now = connect({ url: '/ws', auth: () => myCredential });
  *   TypeScript: now.d.ts / now.d.mts; connect<Contract>() with the declarations that
  *   `nowgate types POLICY` writes types every server function, client function and variable.
- * - now.js, the classic-script build of this file (scripts/build-nowjs.mjs, checked by the
+ * - now.js, the classic-script build of now.mjs (scripts/build-nowjs.mjs, checked by the
  *   node tests): <script src="/nowjs/now.js"></script> defines the global `now`, connected to
  *   ws(s)://<page host>/ws (another path or URL: data-url="..."), and `NowJS`; with
  *   data-autoconnect="false" only `NowJS` (now = NowJS.connect({auth, url})). CommonJS
  *   require() of now.js returns the same NowJS object. Both are CSP-clean (no eval, no inline).
  *
- * The protocol core (createNow; createClient is its older name) does not own its transport: it is given a factory
- * transport(url, {open, receive, close}) -> {send(text), close(code, reason)}, plus storage,
+ * The protocol core (createNow; createClient is its older name) does not own its transport:
+ * it is given a factory transport(url, {open, receive, close}) -> {send(text), close(code,
+ * reason)}, plus storage,
  * timers and random, so tests drive it without a socket. The factory must call its handlers
  * asynchronously (as WebSocket does), never from inside the factory call.
  *
