@@ -5,12 +5,10 @@ The public API for handler authors and applications. The names below load on fir
 not import the server stack (FastAPI, uvicorn, redis, pydantic-settings).
 """
 
-from __future__ import annotations
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .application import create_app as create_app
     from .auth import Handshake as Handshake
     from .auth import Principal as Principal
@@ -58,10 +56,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'nowgate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    value = getattr(_importlib.import_module(f".{home}", __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

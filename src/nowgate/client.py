@@ -178,7 +178,8 @@ class NowClient:
 
     @property
     def connected(self) -> bool:
-        return self._open.is_set()
+        """Welcomed on a live connection right now (False while reconnecting or stopped)."""
+        return self._connection is not None and self._stopped is None
 
     def on(self, name: str, function: ClientFunction) -> None:
         """Register (or replace) the client function `name` the server may call."""

@@ -26,7 +26,8 @@ if not Path(CHROMIUM).exists():
     raise RuntimeError(f"{CHROMIUM} is missing: run scripts/test, which installs chromium")
 
 INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>module page</title><link rel="icon" href="data:,">
+<html lang="en"><head><meta charset="utf-8"><title>module page</title>
+<link rel="icon" href="data:,">
 <script type="module" src="/page.mjs"></script></head>
 <body><p id="out">loading</p></body></html>
 """
