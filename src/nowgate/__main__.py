@@ -15,6 +15,7 @@ from .logs import configure_logging
 from .policy import load_policy
 from .scope import Context
 from .settings import Settings
+from .startup import unreachable_redis
 
 log = logging.getLogger("nowgate")
 
@@ -58,6 +59,10 @@ def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> 
         return 2
     if not settings.secret_keys:
         log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
+    unreachable = unreachable_redis(settings)
+    if unreachable is not None:
+        print(f"nowgate: {unreachable}", file=sys.stderr)
+        return 1
     serve(create_app(settings, policy), settings, host, port)
     return 0
 
