@@ -52,6 +52,7 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
         key_style="url",
         storage_uri=settings.rate_limit_storage,
         headers_enabled=False,
+        in_memory_fallback_enabled=True,  # Redis lost: count per node, never answer 500
     )
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, _too_many_requests)  # type: ignore[arg-type]

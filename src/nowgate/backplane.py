@@ -232,10 +232,10 @@ class RedisBackplane:
         while time.monotonic() < deadline:
             try:
                 counts = await self._redis.pubsub_numsub(CHANNEL)
+                if counts and int(counts[0][1]) >= self._receivers:
+                    return
             except (RedisError, OSError):
-                return
-            if counts and int(counts[0][1]) >= self._receivers:
-                return
+                pass  # a pooled connection from before the outage: the next one is fresh
             await asyncio.sleep(RECEIVERS_POLL_SECONDS)
 
     # Receiving --------------------------------------------------------------------------
