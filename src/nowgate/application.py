@@ -39,6 +39,7 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
         finally:
             sweeper.cancel()
             await hub.backplane.stop()
+            await hub.limiter.aclose()
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.hub = hub

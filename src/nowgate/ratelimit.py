@@ -31,6 +31,7 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -51,25 +52,30 @@ def is_shared(uri: str) -> bool:
     return not async_storage_uri(uri).startswith("async+memory")
 
 
-def shared_storage(uri: str, timeout: float) -> Storage:
-    """The storage a URI names; its errors raise `limits.errors.StorageError`."""
+def shared_storage(uri: str, timeout: float) -> tuple[Storage, ConnectionPool | None]:
+    """The storage a URI names (its errors raise `limits.errors.StorageError`), and the
+    Redis connection pool to close when done with it, if it is ours."""
     uri = async_storage_uri(uri)
     options: dict[str, Any] = {"wrap_exceptions": True}
-    if uri.startswith("async+redis"):
-        options.update(
-            # redis-py is already a dependency; limits would otherwise want coredis.
-            implementation="redispy",
-            # A stopped or unreachable Redis must cost a message at most two bounded
-            # attempts (one retry for a pooled connection the server closed), not
-            # redis-py's default ten retries with backoff.
+    pool: ConnectionPool | None = None
+    if uri.startswith(("async+redis://", "async+rediss://")):
+        # redis-py is already a dependency (limits would otherwise want coredis), and a pool
+        # of our own can be closed. A stopped or unreachable Redis must cost a message at
+        # most two bounded attempts (one retry for a pooled connection the server closed),
+        # not redis-py's default ten retries with backoff.
+        options["implementation"] = "redispy"
+        options["connection_pool"] = pool = ConnectionPool.from_url(
+            uri.removeprefix("async+"),
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
+    elif uri.startswith("async+redis"):
+        options["implementation"] = "redispy"
     storage = storage_from_string(uri, **options)
     if not isinstance(storage, Storage):
         raise ValueError("the rate-limit storage must support asyncio")
-    return storage
+    return storage, pool
 
 
 class _Counters:
@@ -94,9 +100,11 @@ class RateLimiter:
         self, storage_uri: str, timeout: float = 1.0, recheck_seconds: float = 2.0
     ) -> None:
         self._local = _Counters(MemoryStorage())
-        self._shared = (
-            _Counters(shared_storage(storage_uri, timeout)) if is_shared(storage_uri) else None
-        )
+        self._shared: _Counters | None = None
+        self._pool: ConnectionPool | None = None
+        if is_shared(storage_uri):
+            storage, self._pool = shared_storage(storage_uri, timeout)
+            self._shared = _Counters(storage)
         self._recheck_seconds = recheck_seconds
         self._next_check = 0.0
         self._check: asyncio.Task[None] | None = None
@@ -147,3 +155,9 @@ class RateLimiter:
         log.warning("rate-limit storage reachable again: counting cluster-wide")
         # What was counted during the outage is not carried over: free it.
         await self._local.storage.reset()
+
+    async def aclose(self) -> None:
+        if self._check is not None:
+            self._check.cancel()
+        if self._pool is not None:
+            await self._pool.aclose()

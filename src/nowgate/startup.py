@@ -32,7 +32,7 @@ def unreachable_redis(settings: Settings) -> str | None:
             reason = _ping(plain, settings.redis_timeout)
         else:  # sentinel, cluster, memcached...: what limits itself can tell
             try:
-                storage = shared_storage(uri, settings.redis_timeout)
+                storage, _ = shared_storage(uri, settings.redis_timeout)
             except (ConfigurationError, ValueError) as error:
                 return f"cannot use {redact_url(uri)} (NOWGATE_RATE_LIMIT_STORAGE): {error}"
             reason = asyncio.run(_check_storage(storage))
