@@ -1,6 +1,12 @@
-"""The backplane's receive loop, against a real redis-server: what it cannot use, it drops,
-counts and audits, and it goes on receiving (a payload that killed it silently left a node
-deaf to the cluster: issue #10). What this node published itself is never delivered."""
+"""Threat: a payload on the backplane channel that is not a node's envelope (corrupt, from
+another program sharing the Redis, or forged) kills the node's receive loop, and the node
+silently stops receiving cluster traffic (issue #10).
+
+Defence: every received payload is checked for the envelope's shape; anything else, and any
+envelope the hub cannot apply, is dropped, counted (`nowgate_backplane_dropped_total`) and
+audited (`backplane_message_dropped`), and receiving goes on. What this node published
+itself is never delivered back. Tested against a real redis-server.
+"""
 
 from __future__ import annotations
 
