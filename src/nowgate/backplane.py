@@ -211,16 +211,20 @@ class RedisBackplane:
             self._expire(time.monotonic())
             if not self._held:
                 continue
-            payload = self._held[0][1]
+            # Taken out while in flight, so that publish() dropping the oldest meanwhile
+            # cannot drop this one and make us remove another after it went out.
+            held_since, payload = self._held.popleft()
+            self._held_bytes -= len(payload)
             try:
                 self._receivers = await self._redis.publish(CHANNEL, payload)
             except (RedisError, OSError):
+                self._held.appendleft((held_since, payload))  # first again, still bounded
+                self._held_bytes += len(payload)
                 await asyncio.sleep(backoff.next())
                 continue
+            finally:
+                METRICS.backplane_buffered.set(self._held_bytes)
             backoff.reset()
-            self._held.popleft()
-            self._held_bytes -= len(payload)
-            METRICS.backplane_buffered.set(self._held_bytes)
 
     async def _other_nodes_resubscribed(self) -> None:
         """After an outage, wait (bounded) until as many nodes listen as before it.
