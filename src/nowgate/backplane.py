@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from .logs import audit
 from .metrics import METRICS
+from .settings import Settings
 from .urls import redact_url
 
 log = logging.getLogger("nowgate.backplane")
@@ -340,13 +341,13 @@ async def _close(pubsub: PubSub) -> None:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-def backplane_for(
-    redis_url: str | None,
-    timeout: float = 1.0,
-    retry_max: float = 2.0,
-    buffer_bytes: int = 8 * 1024 * 1024,
-    buffer_seconds: float = 30.0,
-) -> Backplane:
-    if not redis_url:
+def backplane_for(settings: Settings) -> Backplane:
+    if not settings.redis_url:
         return LocalBackplane()
-    return RedisBackplane(redis_url, timeout, retry_max, buffer_bytes, buffer_seconds)
+    return RedisBackplane(
+        settings.redis_url,
+        timeout=settings.redis_timeout,
+        retry_max=settings.redis_retry_max,
+        buffer_bytes=settings.backplane_buffer_bytes,
+        buffer_seconds=settings.backplane_buffer_seconds,
+    )

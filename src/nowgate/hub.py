@@ -46,17 +46,12 @@ class Hub:
         self.registry = Registry()
         self.variables = VariableStore()
         self.signer = IdentitySigner(settings.signing_keys(), settings.token_max_age)
-        self.limiter = RateLimiter(
-            settings.rate_limit_storage, settings.redis_timeout, settings.redis_retry_max
-        )
+        self.limiter = RateLimiter.for_settings(settings)
         self.connection_rate = limits.parse(settings.connection_rate)
         self.connect_rate = limits.parse(settings.connect_rate_per_address)
         self.sessions: set[Session] = set()
         self.draining = False
-        self.backplane = backplane_for(
-            settings.redis_url, settings.redis_timeout, settings.redis_retry_max,
-            settings.backplane_buffer_bytes, settings.backplane_buffer_seconds,
-        )
+        self.backplane = backplane_for(settings)
         self.flusher = Flusher()
 
     def _client_function(self, function: str) -> None:

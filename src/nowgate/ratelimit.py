@@ -37,6 +37,7 @@ from redis.backoff import NoBackoff
 
 from .logs import audit
 from .metrics import METRICS
+from .settings import Settings
 
 log = logging.getLogger("nowgate.ratelimit")
 
@@ -109,6 +110,10 @@ class RateLimiter:
         self._next_check = 0.0
         self._check: asyncio.Task[None] | None = None
         self.counting_locally = False
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RateLimiter:
+        return cls(settings.rate_limit_storage, settings.redis_timeout, settings.redis_retry_max)
 
     async def retry_after(self, item: limits.RateLimitItem, *keys: str) -> float | None:
         """Count one hit; None if allowed, else the seconds until a retry can succeed."""
