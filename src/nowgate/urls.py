@@ -27,6 +27,14 @@ def redact_url(url: str) -> str:
             ],
             safe="*",
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        if "://" not in url:
+            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Assembled by hand: urlunsplit would turn unix:///path into unix:/path.
+        shown = f"{parts.scheme}://{netloc}{parts.path}"
+        if query:
+            shown += f"?{query}"
+        if parts.fragment:
+            shown += f"#{parts.fragment}"
+        return shown
     except ValueError:
         return "(an unparsable URL)"

@@ -182,3 +182,15 @@ async def test_publishing_through_a_long_outage_is_bounded_and_every_loss_counte
         assert heard["bob"] == ["warm-up", *sent[int(dropped):]]
         assert metric(one, "nowgate_backplane_buffered_bytes") == 0
         assert alice.close_code is None and bob.close_code is None
+
+
+async def test_readiness_can_be_kept_through_an_outage_when_the_operator_says_so(
+    outage: RedisServer,
+) -> None:
+    env = {"NOWGATE_REDIS_URL": outage.url, "NOWGATE_READY_REQUIRES_BACKPLANE": "false"}
+    with Gateway(CHAT_POLICY, env=env) as lenient:
+        assert readyz(lenient) == (200, {"status": "ready", "connections": 0,
+                                         "backplane": "connected", "rate_limits": "configured"})
+        outage.stop()
+        await eventually(lambda: readyz(lenient)[1]["backplane"] == "disconnected")
+        assert readyz(lenient)[0] == 200
