@@ -29,7 +29,8 @@ class FreezableRelay:
 
     def __init__(self, target_port: int) -> None:
         self.port = free_port()
-        self.frozen = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._target = target_port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -43,6 +44,10 @@ class FreezableRelay:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    def freeze(self, frozen: bool = True) -> None:
+        flip = self._flowing.clear if frozen else self._flowing.set
+        self._loop.call_soon_threadsafe(flip)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -69,8 +74,7 @@ class FreezableRelay:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
-                    while self.frozen:  # hold the bytes, close nothing
-                        await asyncio.sleep(0.05)
+                    await self._flowing.wait()  # frozen: hold the bytes, close nothing
                     sink.write(data)
                     await sink.drain()
             except (OSError, asyncio.CancelledError):
@@ -97,7 +101,7 @@ async def test_a_silent_redis_hangs_no_client_and_is_noticed_and_recovered(
         with Gateway(CHAT_POLICY, env=env) as gateway:
             async with connect(gateway.ws_url) as alice:
                 assert await alice.call("add", 1, 1) == 2
-                relay.frozen = True
+                relay.freeze()
                 # The first call waits out NOWGATE_REDIS_TIMEOUT twice (a pooled connection,
                 # one retry), later ones are counted locally at once. The bound only tells
                 # the setting apart from redis-py's own 5 s default timeouts.
@@ -107,7 +111,7 @@ async def test_a_silent_redis_hangs_no_client_and_is_noticed_and_recovered(
                 # Noticed by the keepalive PING (5 s of quiet, then 1 s for the answer).
                 await eventually(lambda: readyz(gateway)[0] == 503, within=15)
 
-                relay.frozen = False
+                relay.freeze(False)
                 await eventually(lambda: readyz(gateway)[0] == 200, within=10)
                 for _ in range(40):
                     await alice.call("add", 0, 0)  # the shared storage is re-checked on traffic
