@@ -73,6 +73,7 @@ class Gateway:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
             await hub.backplane.stop()
+            await hub.limiter.aclose()
 
     def add_middleware(self, app: Starlette) -> None:
         """The gateway's HTTP layer around all of `app`, outermost first: /healthz and
