@@ -18,6 +18,7 @@ import limits
 from .backplane import backplane_for
 from .errors import ClientCallError
 from .fanout import Flusher, encode, fan_out
+from .history import MemoryHistory, with_seq
 from .identity import IdentitySigner
 from .naming import check_variable_name
 from .policy import Policy
@@ -47,6 +48,10 @@ class Hub:
         # Supervised here, not by the hub: expiry sweep and shutdown drain (nowgate.supervision).
         self.connections = Connections(settings)
         self.backplane = backplane_for(settings.redis_url)
+        # Every delivery below is numbered here first, in the same synchronous step.
+        self.history = MemoryHistory(
+            settings.history_size, settings.history_max_bytes, settings.history_seconds
+        )
         self.flusher = Flusher()
 
     def _client_function(self, function: str) -> None:
@@ -68,16 +73,27 @@ class Hub:
     def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
         """Call a client function on one client of this node, without awaiting an answer."""
         self._client_function(function)
-        return peer.outbox.put(notification(function, list(args)))
+        return self._send_to(peer, notification(function, list(args)))
+
+    def _send_to(self, peer: Peer, text: str) -> bool:
+        """A recorded message to one client."""
+        seq = self.history.record(text, client=peer.client_id)
+        return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
 
     def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
-        return fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)))
+        seq = self.history.record(frame, group, without=without)
+        return fan_out(
+            frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
+        )
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""
         group = envelope.get("group")
         if group is not None and not self.registry.has_group(group):
-            return  # no member here: nothing to deliver, and no group state to create
+            # No member here: nothing to deliver and no group state to create, but a member
+            # that was cut off from this node may resume here and must find it.
+            self.history.record(envelope["frame"], group, without=envelope.get("without"))
+            return
         variable = envelope.get("variable")
         if variable is not None:
             store = self.variables.scope(variable["scope"])
@@ -147,7 +163,7 @@ class Hub:
         if scope == CLIENT:
             peer = self.registry.get(client_id) if client_id else None
             if peer is not None:
-                peer.outbox.put(frame)
+                self._send_to(peer, frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
         self.backplane.publish({"frame": frame, "group": group, "without": without,
@@ -158,6 +174,7 @@ class Hub:
 
     def join(self, peer: Peer, group: str) -> None:
         if self.registry.join(peer, group):
+            self.history.record_membership(peer.client_id, peer.groups - {group}, peer.groups)
             self._refresh_token(peer)
             values = self.variables.snapshot(peer.client_id, {group})["groups"].get(group)
             for path, value in (values or {}).items():
@@ -170,6 +187,7 @@ class Hub:
     def leave(self, peer: Peer, group: str) -> None:
         if group not in peer.groups:
             return
+        self.history.record_membership(peer.client_id, peer.groups, peer.groups - {group})
         scope = GROUP_PREFIX + group
         # The leaver's copy of the group's variables goes too, so it holds nothing stale.
         for path in self.variables.scope(scope):

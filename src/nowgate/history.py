@@ -1,0 +1,199 @@
+"""What this node sent, kept for a while, so a client that reconnects gets what it missed.
+
+Design (docs/protocol.md, "Missed-message recovery", is the wire side):
+
+- **Positions, not bookkeeping.** After an abrupt cut the server cannot know which frames
+  reached the client (they may sit in a dead socket's buffer), so it keeps no "sent" state
+  per client. Every recorded event gets the next number of one sequence per node *epoch*
+  (a random id drawn at start-up); a client that opted in sees that number on each recorded
+  message (`"seq"`), and on reconnect presents the epoch and the last number it processed.
+  What follows that number in the history, filtered for it, is what it missed.
+- **One number per event, the same for every receiver.** A broadcast is framed once and the
+  same bytes go to every receiver (`nowgate.frames`), so the number cannot be per client: a
+  client sees gaps for events that were not addressed to it. Opted-in clients get a second
+  framing of the same event (the text with `"seq"` spliced in, framed once, lazily); others
+  get today's bytes.
+- **What is recorded:** broadcasts (everyone, a group, `without` one client), messages to one
+  client, variable changes in every scope, and membership changes (joins and leaves, never
+  sent: they tell the replay which groups the client was in at each event, so it never gets
+  a group's message from before it joined or after it left). Not replies, not server->client
+  calls awaiting an answer (a call in flight fails as "disconnected" on both sides), not
+  `now.token` and the per-client `now.set`/`now.del` of a join or leave (the token the
+  client presents decides its groups on resume).
+- **Bounded** by count, total text bytes and age (`history_size`, `history_max_bytes`,
+  `history_seconds`): the oldest entries go first, and the sequence number of the newest one
+  evicted is the floor: a position below it cannot be replayed ("expired"). Memory is at
+  most `history_max_bytes` of message text plus about 200 bytes per entry.
+- **Exactly once, in order, no interleaving.** `record()` runs in the same synchronous step
+  as the delivery it numbers; `replay()` runs in the same synchronous step as the
+  registration of the resumed client and its welcome. So every event is either in the
+  replay (number <= the welcome's) or delivered live after it (number > the welcome's).
+- **Cluster:** `History` is the interface; `MemoryHistory` is the one-node implementation.
+  A Redis implementation (a stream per node epoch, bounded with MAXLEN/MINID) would let a
+  client resume on another node; it is not built yet (see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+# Per entry: the slots object, its tuple of groups and the float, besides the text itself.
+ENTRY_OVERHEAD_BYTES = 200
+
+
+def with_seq(text: str, seq: int) -> str:
+    """The JSON object `text` with a `"seq"` member added (text is an encoded object)."""
+    return f'{text[:-1]},"seq":{seq}}}'
+
+
+class Entry:
+    """One recorded event. `client`: to one client; else `group` (None: everyone)."""
+
+    __slots__ = ("after", "at", "before", "client", "group", "seq", "text", "without")
+
+    def __init__(
+        self,
+        seq: int,
+        at: float,
+        text: str | None,
+        group: str | None = None,
+        client: str | None = None,
+        without: str | None = None,
+        before: frozenset[str] = frozenset(),
+        after: frozenset[str] = frozenset(),
+    ) -> None:
+        self.seq = seq
+        self.at = at
+        self.text = text  # None: a membership change (`client` changed groups; never sent)
+        self.group = group
+        self.client = client
+        self.without = without
+        # For a membership change: the client's groups before and after it.
+        self.before = before
+        self.after = after
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The answer to a resume: the missed messages (already carrying `"seq"`), or why not."""
+
+    recovered: bool
+    messages: list[str]
+    reason: str | None = None
+
+
+class History(Protocol):
+    epoch: str
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def record(
+        self, text: str, group: str | None = None, client: str | None = None,
+        without: str | None = None,
+    ) -> int: ...
+
+    def record_membership(
+        self, client: str, before: Iterable[str], after: Iterable[str]
+    ) -> None: ...
+
+    def replay(
+        self, epoch: str, seq: int, client: str, groups: frozenset[str], limit: int
+    ) -> Replay: ...
+
+
+class MemoryHistory:
+    def __init__(
+        self,
+        size: int,
+        max_bytes: int,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.epoch = "e-" + secrets.token_hex(8)
+        self._size = size
+        self._max_bytes = max_bytes
+        self._seconds = seconds
+        self._clock = clock
+        self._entries: deque[Entry] = deque()
+        self._bytes = 0
+        self._seq = 0
+        self._floor = 0  # entries numbered above the floor are all still here
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def record(
+        self, text: str, group: str | None = None, client: str | None = None,
+        without: str | None = None,
+    ) -> int:
+        """Number an event about to be delivered; returns its sequence number."""
+        self._seq += 1
+        if self._size:
+            self._append(Entry(self._seq, self._clock(), text, group, client, without))
+        return self._seq
+
+    def record_membership(self, client: str, before: Iterable[str], after: Iterable[str]) -> None:
+        """`client` joined or left a group: its groups `before` and `after` the change."""
+        if self._size:
+            self._seq += 1
+            self._append(Entry(self._seq, self._clock(), None, client=client,
+                               before=frozenset(before), after=frozenset(after)))
+
+    def _append(self, entry: Entry) -> None:
+        self._entries.append(entry)
+        self._bytes += len(entry.text) if entry.text is not None else 0
+        self._evict(entry.at)
+
+    def _evict(self, now: float) -> None:
+        entries, oldest = self._entries, now - self._seconds
+        while entries and (
+            len(entries) > self._size or self._bytes > self._max_bytes or entries[0].at < oldest
+        ):
+            entry = entries.popleft()
+            self._bytes -= len(entry.text) if entry.text is not None else 0
+            self._floor = entry.seq
+
+    def replay(
+        self, epoch: str, seq: int, client: str, groups: frozenset[str], limit: int
+    ) -> Replay:
+        """What `client` (now in `groups`) missed after `seq`, at most `limit` messages."""
+        if not self._size:
+            return Replay(False, [], "disabled")
+        if epoch != self.epoch:
+            return Replay(False, [], "unknown_epoch")  # another node, or before a restart
+        if seq > self._seq:
+            return Replay(False, [], "unknown_position")
+        self._evict(self._clock())
+        if seq < self._floor:
+            return Replay(False, [], "expired")
+        missed = [e for e in self._entries if e.seq > seq and _concerns(e, client)]
+        # The groups the client was in at `seq`: those before its first membership change
+        # since then; with none, the groups its token restores (any earlier change sent it
+        # a now.token before the message numbered `seq`).
+        member_of = next((e.before for e in missed if e.text is None), None)
+        current = set(groups if member_of is None else member_of)
+        messages = []
+        for entry in missed:
+            if entry.text is None:
+                current = set(entry.after)
+                continue
+            if entry.client is None and entry.group is not None and entry.group not in current:
+                continue
+            messages.append(with_seq(entry.text, entry.seq))
+            if len(messages) > limit:
+                return Replay(False, [], "too_many")
+        return Replay(True, messages)
+
+
+def _concerns(entry: Entry, client: str) -> bool:
+    """Could this entry be for `client` (group membership is checked during the replay)?"""
+    if entry.client is not None:
+        return entry.client == client
+    return entry.without != client
