@@ -193,13 +193,26 @@ class Hub:
         for path in self.variables.scope(scope):
             peer.outbox.put(notification("now.del", {"scope": scope, "path": path}))
         if self.registry.leave(peer, group):
-            self.variables.drop_group(group)
+            self._drop_group(group)
         self._refresh_token(peer)
 
     def remove(self, peer: Peer) -> None:
         for group in self.registry.remove(peer):
-            self.variables.drop_group(group)
+            self._drop_group(group)
+        # Recorded, not sent (no one holds them now): a client that resumes and is replayed
+        # an earlier now.set of these ends up holding what the server holds.
+        for path in self.variables.scope(CLIENT, peer.client_id):
+            self.history.record(
+                notification("now.del", {"scope": CLIENT, "path": path}), client=peer.client_id
+            )
         self.variables.drop_client(peer.client_id)
+
+    def _drop_group(self, group: str) -> None:
+        """The group's last member left: its variables go (recorded as deletions too)."""
+        scope = GROUP_PREFIX + group
+        for path in self.variables.scope(scope):
+            self.history.record(notification("now.del", {"scope": scope, "path": path}), group)
+        self.variables.drop_group(group)
 
     def issue_token(self, peer: Peer) -> str:
         peer.token_expires_at = time.time() + self.settings.token_max_age
