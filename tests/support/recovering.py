@@ -37,6 +37,7 @@ class RecoveringClient:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 1
         self._progress = asyncio.Event()  # set whenever a frame was processed
+        self.failure: AssertionError | None = None
 
     @property
     def position(self) -> dict[str, Any] | bool:
@@ -48,6 +49,8 @@ class RecoveringClient:
         self, url: str, *, recover: Any = None, token: Any = "", **hello: Any
     ) -> dict[str, Any]:
         """Say hello (with the stored token and position unless given) and read the welcome."""
+        if isinstance(recover, dict):
+            self.epoch, self.seq = recover["epoch"], recover["seq"]  # a position given
         self._ws = await ws_connect(url, open_timeout=5)
         params = {
             "protocol": 1,
@@ -78,6 +81,9 @@ class RecoveringClient:
                 self._process(json.loads(text))
         except ConnectionClosed:
             pass
+        except AssertionError as error:
+            self.failure = error  # raised by the next wait_for()
+            await ws.close()
         self.close_code = ws.close_code if ws.close_code is not None else 1006
         self._progress.set()
         for answer in self._answers.values():
@@ -122,6 +128,8 @@ class RecoveringClient:
     async def wait_for(self, condition: Callable[[], bool]) -> None:
         async with asyncio.timeout(WAIT_SECONDS):
             while not condition():
+                if self.failure is not None:
+                    raise self.failure
                 self._progress.clear()
                 await self._progress.wait()
 
