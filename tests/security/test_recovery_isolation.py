@@ -113,12 +113,14 @@ async def test_a_stale_token_does_not_replay_a_group_left_since(gateway: Gateway
     await sender.connect(gateway.ws_url)
     await leaver.connect(gateway.ws_url)
     await leaver.call("join", "club")
-    await leaver.wait_for(lambda: leaver.token is not None)
-    stale_token, position = leaver.token, leaver.position
+    await sender.call("say", "club", "while a member")
+    await leaver.wait_for(lambda: leaver.texts() == ["while a member"])
+    stale_token, position = leaver.token, leaver.position  # both from inside the group
     await leaver.call("leave", "club")
     await sender.call("say", "club", "after the leave")
     await leaver.close()
 
+    leaver.messages.clear()
     welcome = await leaver.connect(gateway.ws_url, token=stale_token, recover=position)
     assert welcome["recovered"] is True
     assert await marked(leaver, sender) == []
