@@ -306,6 +306,7 @@ class Session:
             welcome["recovery"] = {
                 "epoch": hub.history.epoch,
                 "seq": hub.history.last_seq,
+                "replayed": len(replay.messages),
                 "reason": replay.reason,
             }
         self._send_result(request_id, welcome)

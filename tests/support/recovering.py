@@ -1,9 +1,10 @@
 """A raw client of the recovery extension (docs/protocol.md), frame by frame.
 
-It does what a client must: opt in with `recover` in the hello, remember the welcome's epoch,
-advance its position with the `seq` of each message it processes (and take the welcome's
-`seq` when nothing was recovered), store the token of every `now.token`, and present token
-and position on reconnect. Every notification it processes is kept in `messages`, in order.
+It does what a client must: opt in with `recover` in the hello; advance its position with
+the `seq` of each message it processes; take the welcome's `recovery` epoch and seq as its
+position once it processed the `replayed` messages that follow the welcome (at once when
+nothing was recovered); store the token of every `now.token`; present token and position on
+reconnect. Every notification it processes is kept in `messages`, in order.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class RecoveringClient:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 1
         self._progress = asyncio.Event()  # set whenever a frame was processed
+        self._replay_left = 0
+        self._after_replay: tuple[str, int] | None = None
         self.failure: AssertionError | None = None
 
     @property
@@ -68,9 +71,10 @@ class RecoveringClient:
         self.token = welcome["token"]
         recovery = welcome.get("recovery")
         if recovery is not None:
-            self.epoch = recovery["epoch"]
-            if not welcome["recovered"]:
-                self.seq = recovery["seq"]  # start afresh from the state in `vars`
+            self._after_replay = (recovery["epoch"], recovery["seq"])
+            self._replay_left = recovery["replayed"]
+            if not self._replay_left:
+                self.epoch, self.seq = self._after_replay
         self.close_code = None
         self._reader = asyncio.create_task(self._read(self._ws))
         return welcome
@@ -108,6 +112,10 @@ class RecoveringClient:
             self.seqs.append(seq)
         if method in RECORDED:
             self.messages.append((method, message["params"]))
+        if self._replay_left:
+            self._replay_left -= 1
+            if not self._replay_left and self._after_replay is not None:
+                self.epoch, self.seq = self._after_replay
 
     async def call(self, method: str, *params: Any) -> Any:
         assert self._ws is not None
