@@ -40,7 +40,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 # Per entry: the slots object, its tuple of groups and the float, besides the text itself.
 ENTRY_OVERHEAD_BYTES = 200
@@ -52,9 +51,16 @@ def with_seq(text: str, seq: int) -> str:
 
 
 class Entry:
-    """One recorded event. `client`: to one client; else `group` (None: everyone)."""
+    """One recorded event. `client`: to one client; else `group` (None: everyone).
 
-    __slots__ = ("after", "at", "before", "client", "group", "seq", "text", "without")
+    `origin`/`origin_seq` name the event across the cluster (the node that published it, and
+    its number there); `shared` says it went through the backplane, so every node has it.
+    """
+
+    __slots__ = (
+        "after", "at", "before", "client", "group", "origin", "origin_seq", "seq", "shared",
+        "text", "without",
+    )
 
     def __init__(
         self,
@@ -66,6 +72,9 @@ class Entry:
         without: str | None = None,
         before: frozenset[str] = frozenset(),
         after: frozenset[str] = frozenset(),
+        origin: str = "",
+        origin_seq: int = 0,
+        shared: bool = False,
     ) -> None:
         self.seq = seq
         self.at = at
@@ -76,6 +85,9 @@ class Entry:
         # For a membership change: the client's groups before and after it.
         self.before = before
         self.after = after
+        self.origin = origin
+        self.origin_seq = origin_seq
+        self.shared = shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +99,21 @@ class Replay:
     reason: str | None = None
 
 
-class History(Protocol):
-    epoch: str
+@dataclass(frozen=True, slots=True)
+class Foreign:
+    """Another node's history, as read from the shared store: entries oldest first."""
 
-    @property
-    def last_seq(self) -> int: ...
+    entries: list[Entry]
+    floor: int  # every entry numbered above the floor is in `entries`
 
-    def record(
-        self, text: str, group: str | None = None, client: str | None = None,
-        without: str | None = None,
-    ) -> int: ...
-
-    def record_membership(
-        self, client: str, before: Iterable[str], after: Iterable[str]
-    ) -> None: ...
-
-    def replay(
-        self, epoch: str, seq: int, client: str, groups: frozenset[str], limit: int
-    ) -> Replay: ...
+    def published_after(self, seq: int) -> dict[str, int]:
+        """Per origin, the highest number of a shared event after `seq`: what this node must
+        have received before it can tell replayed events from live ones."""
+        marks: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.seq > seq and entry.shared:
+                marks[entry.origin] = max(marks.get(entry.origin, 0), entry.origin_seq)
+        return marks
 
 
 class MemoryHistory:
@@ -124,6 +133,9 @@ class MemoryHistory:
         self._bytes = 0
         self._seq = 0
         self._floor = 0  # entries numbered above the floor are all still here
+        self._latest: dict[str, int] = {}  # per origin, the highest shared event seen
+        # Called with each new entry (the cluster's shared copy, `SharedHistory.push`).
+        self.mirror: Callable[[Entry], None] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -131,12 +143,20 @@ class MemoryHistory:
 
     def record(
         self, text: str, group: str | None = None, client: str | None = None,
-        without: str | None = None,
+        without: str | None = None, origin: tuple[str, int] | None = None, shared: bool = False,
     ) -> int:
-        """Number an event about to be delivered; returns its sequence number."""
+        """Number an event about to be delivered; returns its sequence number.
+
+        `origin`: another node's name for it (a broadcast that came through the backplane);
+        `shared`: it is published to (or came from) the other nodes.
+        """
         self._seq += 1
         if self._size:
-            self._append(Entry(self._seq, self._clock(), text, group, client, without))
+            name, number = origin if origin is not None else (self.epoch, self._seq)
+            if shared:
+                self._latest[name] = max(self._latest.get(name, 0), number)
+            self._append(Entry(self._seq, self._clock(), text, group, client, without,
+                               origin=name, origin_seq=number, shared=shared))
         return self._seq
 
     def record_membership(self, client: str, before: Iterable[str], after: Iterable[str]) -> None:
@@ -144,12 +164,15 @@ class MemoryHistory:
         if self._size:
             self._seq += 1
             self._append(Entry(self._seq, self._clock(), None, client=client,
-                               before=frozenset(before), after=frozenset(after)))
+                               before=frozenset(before), after=frozenset(after),
+                               origin=self.epoch, origin_seq=self._seq))
 
     def _append(self, entry: Entry) -> None:
         self._entries.append(entry)
         self._bytes += len(entry.text) if entry.text is not None else 0
         self._evict(entry.at)
+        if self.mirror is not None:
+            self.mirror(entry)
 
     def _evict(self, now: float) -> None:
         entries, oldest = self._entries, now - self._seconds
@@ -159,6 +182,10 @@ class MemoryHistory:
             entry = entries.popleft()
             self._bytes -= len(entry.text) if entry.text is not None else 0
             self._floor = entry.seq
+
+    def has_received(self, marks: dict[str, int]) -> bool:
+        """Has this node recorded every shared event up to these numbers, per origin?"""
+        return all(self._latest.get(origin, 0) >= number for origin, number in marks.items())
 
     def replay(
         self, epoch: str, seq: int, client: str, groups: frozenset[str], limit: int
@@ -173,23 +200,72 @@ class MemoryHistory:
         self._evict(self._clock())
         if seq < self._floor:
             return Replay(False, [], "expired")
-        missed = [e for e in self._entries if e.seq > seq and _concerns(e, client)]
-        # The groups the client was in at `seq`: those before its first membership change
-        # since then; with none, the groups its token restores (any earlier change sent it
-        # a now.token before the message numbered `seq`).
-        member_of = next((e.before for e in missed if e.text is None), None)
-        current = set(groups if member_of is None else member_of)
-        messages = []
-        for entry in missed:
-            if entry.text is None:
-                current = set(entry.after)
-                continue
-            if entry.client is None and entry.group is not None and entry.group not in current:
-                continue
-            messages.append(with_seq(entry.text, entry.seq))
-            if len(messages) > limit:
-                return Replay(False, [], "too_many")
+        messages, _ = _select(self._entries, seq, client, groups, numbered=True)
+        if len(messages) > limit:
+            return Replay(False, [], "too_many")
         return Replay(True, messages)
+
+    def replay_from(
+        self, foreign: Foreign, seq: int, client: str, groups: frozenset[str], limit: int
+    ) -> Replay:
+        """What `client` missed after `seq` of another node (`foreign`), resuming here.
+
+        First what that node recorded after `seq` (numbered in its sequence, which is the
+        client's position until the replay is over), then what this node delivered that
+        the other never recorded (it died, or lags): those carry no number.
+        """
+        if not self._size:
+            return Replay(False, [], "disabled")
+        if not foreign.entries:
+            return Replay(False, [], "unknown_epoch")
+        if seq > foreign.entries[-1].seq:
+            # Its node went down before it stored what the client saw last: what followed
+            # cannot be told from what the client has.
+            return Replay(False, [], "lost")
+        if seq < foreign.floor:
+            return Replay(False, [], "expired")
+        known: dict[str, int] = {}
+        for entry in foreign.entries:
+            if entry.shared:
+                known[entry.origin] = max(known.get(entry.origin, 0), entry.origin_seq)
+        messages, member_of = _select(foreign.entries, seq, client, groups, numbered=True)
+        # Then the shared events it never recorded: per origin (each publisher's events
+        # reach every node in order), those numbered past what it knew. This node must
+        # still hold, for each origin, the point where the other's knowledge ends.
+        self._evict(self._clock())
+        if self._floor and any(
+            not any(e.origin == origin and e.origin_seq <= number for e in self._entries)
+            for origin, number in known.items()
+        ):
+            return Replay(False, [], "expired")
+        unseen = [e for e in self._entries
+                  if e.shared and e.origin_seq > known.get(e.origin, 0)]
+        extra, _ = _select(unseen, 0, client, member_of, numbered=False)
+        messages += extra
+        if len(messages) > limit:
+            return Replay(False, [], "too_many")
+        return Replay(True, messages)
+
+
+def _select(
+    entries: Iterable[Entry], seq: int, client: str, groups: frozenset[str], numbered: bool
+) -> tuple[list[str], frozenset[str]]:
+    """The messages for `client` after `seq`, and the groups it is in after them.
+
+    The groups the client was in at `seq`: those before its first membership change since
+    then; with none, the groups its token restores (any earlier change sent it a now.token
+    before the message numbered `seq`).
+    """
+    missed = [e for e in entries if e.seq > seq and _concerns(e, client)]
+    member_of = next((e.before for e in missed if e.text is None), None)
+    current = groups if member_of is None else member_of
+    messages = []
+    for entry in missed:
+        if entry.text is None:
+            current = entry.after
+        elif entry.client is not None or entry.group is None or entry.group in current:
+            messages.append(with_seq(entry.text, entry.seq) if numbered else entry.text)
+    return messages, current
 
 
 def _concerns(entry: Entry, client: str) -> bool:

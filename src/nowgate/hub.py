@@ -25,6 +25,7 @@ from .policy import Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
+from .shared_history import SharedHistory
 from .supervision import Connections
 from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore
 
@@ -52,6 +53,15 @@ class Hub:
         self.history = MemoryHistory(
             settings.history_size, settings.history_max_bytes, settings.history_seconds
         )
+        # With a backplane, each node's history is copied to Redis so a client can resume
+        # on another node (nowgate.shared_history).
+        self.shared_history: SharedHistory | None = None
+        if settings.redis_url and settings.history_size:
+            self.shared_history = SharedHistory(
+                settings.redis_url, self.history.epoch, settings.history_size,
+                settings.history_seconds,
+            )
+            self.history.mirror = self.shared_history.push
         self.flusher = Flusher()
 
     def _client_function(self, function: str) -> None:
@@ -66,9 +76,7 @@ class Hub:
         Encoded once; returns how many clients of this node it was queued to.
         """
         self._client_function(function)
-        frame = notification(function, list(args))
-        self.backplane.publish({"frame": frame, "group": group, "without": without})
-        return self._deliver(frame, group, without)
+        return self._share(notification(function, list(args)), group, without)
 
     def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
         """Call a client function on one client of this node, without awaiting an answer."""
@@ -80,19 +88,37 @@ class Hub:
         seq = self.history.record(text, client=peer.client_id)
         return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
 
-    def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
-        seq = self.history.record(frame, group, without=without)
+    def _share(
+        self,
+        frame: str,
+        group: str | None,
+        without: str | None,
+        variable: dict[str, Any] | None = None,
+    ) -> int:
+        """Number, publish to the other nodes (with that number) and deliver here."""
+        shared = self.shared_history is not None
+        seq = self.history.record(frame, group, without=without, shared=shared)
+        envelope: dict[str, Any] = {"frame": frame, "group": group, "without": without,
+                                    "origin": [self.history.epoch, seq]}
+        if variable is not None:
+            envelope["variable"] = variable
+        self.backplane.publish(envelope)
         return fan_out(
             frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
         )
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""
-        group = envelope.get("group")
+        group, without, frame = envelope.get("group"), envelope.get("without"), envelope["frame"]
+        origin = envelope.get("origin")
+        seq = self.history.record(
+            frame, group, without=without, shared=True,
+            origin=(origin[0], origin[1]) if isinstance(origin, list) and len(origin) == 2
+            else None,
+        )
         if group is not None and not self.registry.has_group(group):
-            # No member here: nothing to deliver and no group state to create, but a member
-            # that was cut off from this node may resume here and must find it.
-            self.history.record(envelope["frame"], group, without=envelope.get("without"))
+            # No member here: nothing to deliver and no group state to create (a member
+            # cut off from this node that resumes here finds it in the history).
             return
         variable = envelope.get("variable")
         if variable is not None:
@@ -101,7 +127,7 @@ class Hub:
                 store.pop(variable["path"], None)
             else:
                 store[variable["path"]] = variable["value"]
-        self._deliver(envelope["frame"], group, envelope.get("without"))
+        fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)), seq)
 
     async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
         """Call a client function on one peer and await its validated answer."""
@@ -166,9 +192,7 @@ class Hub:
                 self._send_to(peer, frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self.backplane.publish({"frame": frame, "group": group, "without": without,
-                                "variable": change})
-        self._deliver(frame, group, without)
+        self._share(frame, group, without, change)
 
     # Groups ---------------------------------------------------------------------------
 

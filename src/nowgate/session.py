@@ -46,7 +46,7 @@ from .errors import (
     Superseded,
 )
 from .fanout import Outbox, encode
-from .history import Replay
+from .history import Foreign, Replay
 from .hub import Hub
 from .identity import MAX_TOKEN_LENGTH, Claims, new_client_id
 from .logs import audit
@@ -60,6 +60,9 @@ from .validation import cut_errors
 log = logging.getLogger("nowgate.session")
 
 INBOX_LIMIT = 64
+# How long a resume from another node waits for this node to have received (through the
+# backplane) the broadcasts that node recorded; past it, one may arrive twice.
+CATCH_UP_SECONDS = 1.0
 _CONNECT = object()  # queued before any call so the connect hook runs first
 
 
@@ -203,7 +206,10 @@ class Session:
             and not await self._take_over(claims.client_id)
         ):
             claims = None  # a duplicated tab, or a race lost: a fresh identity
-        self._open(message.id, claims, principal, params.recover)
+        foreign = None
+        if claims is not None and isinstance(params.recover, RecoverFrom):
+            foreign = await self._read_foreign(params.recover)
+        self._open(message.id, claims, principal, params.recover, foreign)
 
     async def _authenticate(self, request_id: int | str, auth: str | None) -> Principal | None:
         hook = self.hub.policy.authenticate
@@ -255,12 +261,32 @@ class Session:
         await holder.finish()
         return client_id not in hub.registry
 
+    async def _read_foreign(self, recover: RecoverFrom) -> Foreign | None:
+        """The history of the node the client was on, if another one (cluster only).
+
+        Waits (a little) until this node has received every broadcast that node recorded
+        after the client's position: those are replayed, so they must not also arrive live
+        after the welcome.
+        """
+        hub = self.hub
+        if hub.shared_history is None or recover.epoch == hub.history.epoch:
+            return None
+        foreign = await hub.shared_history.fetch(recover.epoch)
+        if foreign is None:
+            return None
+        marks = foreign.published_after(recover.seq)
+        deadline = self._clock() + CATCH_UP_SECONDS
+        while not hub.history.has_received(marks) and self._clock() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return foreign
+
     def _open(
         self,
         request_id: int | str,
         claims: Claims | None,
         principal: Principal,
         recover: Literal[True] | RecoverFrom | None,
+        foreign: Foreign | None = None,
     ) -> None:
         hub = self.hub
         resumed = claims is not None and claims.client_id not in hub.registry
@@ -300,7 +326,7 @@ class Session:
         }
         # From here to the last replayed message nothing awaits: no broadcast can come
         # between the welcome, the replay and what follows (nowgate.history).
-        replay = None if recover is None else self._replay(recover, resumed, peer)
+        replay = None if recover is None else self._replay(recover, resumed, peer, foreign)
         if replay is not None:
             welcome["recovered"] = replay.recovered
             welcome["recovery"] = {
@@ -315,7 +341,13 @@ class Session:
         if policy.on_connect is not None:
             self._enqueue(_CONNECT)
 
-    def _replay(self, recover: Literal[True] | RecoverFrom, resumed: bool, peer: Peer) -> Replay:
+    def _replay(
+        self,
+        recover: Literal[True] | RecoverFrom,
+        resumed: bool,
+        peer: Peer,
+        foreign: Foreign | None,
+    ) -> Replay:
         if recover is True:
             return Replay(False, [], "no_position")
         if not resumed:
@@ -323,9 +355,10 @@ class Session:
             return Replay(False, [], "not_resumed")
         # At most half the send queue: the rest is for what comes next.
         limit = self.hub.settings.send_queue_limit // 2
-        return self.hub.history.replay(
-            recover.epoch, recover.seq, peer.client_id, frozenset(peer.groups), limit
-        )
+        groups = frozenset(peer.groups)
+        if foreign is not None:
+            return self.hub.history.replay_from(foreign, recover.seq, peer.client_id, groups, limit)
+        return self.hub.history.replay(recover.epoch, recover.seq, peer.client_id, groups, limit)
 
     # OPEN -------------------------------------------------------------------------------
 
