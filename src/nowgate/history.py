@@ -28,10 +28,19 @@ Design (docs/protocol.md, "Missed-message recovery", is the wire side):
   as the delivery it numbers; `replay()` runs in the same synchronous step as the
   registration of the resumed client and its welcome. So every event is either in the
   replay (number <= the welcome's) or delivered live after it (number > the welcome's).
-- **Cluster:** `History` is the interface; `MemoryHistory` is the one-node implementation.
-  A Redis implementation (a stream per node epoch, bounded with MAXLEN/MINID) would let a
-  client resume on another node; it is not built yet (see docs/protocol.md).
-"""
+- **Cluster** (`NOWGATE_REDIS_URL`): every node keeps its own history of everything it
+  delivered or recorded (broadcasts from other nodes included) and copies it to a Redis
+  stream (`nowgate.shared_history`). A broadcast carries its origin's name for it (node epoch
+  and number) through the backplane, so every node knows which events are the same. A
+  client that resumes on another node presents its old node's epoch: the new node reads that
+  node's stream, waits (up to a second) until it has itself received every broadcast the
+  stream holds after the position (so none of them also arrives live), then replays what
+  the old node recorded after the position (numbered in the old node's sequence), then the
+  broadcasts it delivered that the old node never recorded (it died, or lags), unnumbered:
+  per origin, those numbered past the last the old node knew (each publisher's events reach
+  every node in order). What the old node recorded in its last moments before a crash is
+  not in its stream yet: a position past the stream's end is "lost".
+""""""
 
 from __future__ import annotations
 
@@ -40,10 +49,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-# Per entry: the slots object, its tuple of groups and the float, besides the text itself.
-ENTRY_OVERHEAD_BYTES = 200
-
 
 def with_seq(text: str, seq: int) -> str:
     """The JSON object `text` with a `"seq"` member added (text is an encoded object)."""
