@@ -55,7 +55,7 @@ async def send_mixed(
 
 
 async def test_an_abrupt_cut_loses_nothing_and_duplicates_nothing(gateway: Gateway) -> None:
-    async with Relay("127.0.0.1", gateway.port) as relay:
+    async with Relay(gateway.port) as relay:
         sender, receiver = RecoveringClient(), RecoveringClient()
         await sender.connect(gateway.ws_url)
         first = await receiver.connect(relay.ws_url)
@@ -68,8 +68,7 @@ async def test_an_abrupt_cut_loses_nothing_and_duplicates_nothing(gateway: Gatew
         stream = asyncio.create_task(send_mixed(sender, receiver.client_id, 0, 60, expected,
                                                 pause=0.005))
         await receiver.wait_for(lambda: len(receiver.texts()) >= 15)
-        relay.down = True
-        relay.cut()
+        relay.cut()  # and refuses new connections until heal()
         assert await receiver.closed() == 1006
         await stream
         # Down for a while: broadcasts and variable writes of every shared scope.
@@ -77,7 +76,7 @@ async def test_an_abrupt_cut_loses_nothing_and_duplicates_nothing(gateway: Gatew
         await sender.call("setScore", 7)
         await sender.call("setTopic", "red", "while away")
         await asyncio.sleep(1.5)
-        relay.down = False
+        relay.heal()
 
         # Reconnect while the sender keeps going: the replay comes first, then the new ones.
         stream = asyncio.create_task(send_mixed(sender, receiver.client_id, 90, 150, expected,
@@ -116,7 +115,7 @@ async def test_old_clients_get_todays_frames(gateway: Gateway) -> None:
 
 async def test_beyond_the_history_the_client_is_told_and_the_state_is_current() -> None:
     with Gateway(RECOVERY_POLICY, env={"NOWGATE_HISTORY_SIZE": "5"}) as gateway:
-        async with Relay("127.0.0.1", gateway.port) as relay:
+        async with Relay(gateway.port) as relay:
             sender, receiver = RecoveringClient(), RecoveringClient()
             await sender.connect(gateway.ws_url)
             await receiver.connect(relay.ws_url)
@@ -128,6 +127,7 @@ async def test_beyond_the_history_the_client_is_told_and_the_state_is_current() 
                 await sender.call("shout", f"lost {number}")
             await sender.call("setScore", 42)
 
+            relay.heal()
             welcome = await receiver.connect(relay.ws_url)
             assert welcome["resumed"] is True
             assert welcome["recovered"] is False
@@ -157,7 +157,7 @@ async def test_after_a_restart_the_epoch_is_unknown() -> None:
 async def test_a_half_open_connection_is_replaced_by_the_resume(gateway: Gateway) -> None:
     """The client's network changed: its old connection is still open on the gateway,
     silent. The resume (on another path) replaces it and recovers what went to it."""
-    async with Relay("127.0.0.1", gateway.port) as relay:
+    async with Relay(gateway.port) as relay:
         sender, receiver = RecoveringClient(), RecoveringClient()
         await sender.connect(gateway.ws_url)
         first = await receiver.connect(relay.ws_url)

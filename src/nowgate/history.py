@@ -40,7 +40,7 @@ Design (docs/protocol.md, "Missed-message recovery", is the wire side):
   per origin, those numbered past the last the old node knew (each publisher's events reach
   every node in order). What the old node recorded in its last moments before a crash is
   not in its stream yet: a position past the stream's end is "lost".
-""""""
+"""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
 
 def with_seq(text: str, seq: int) -> str:
     """The JSON object `text` with a `"seq"` member added (text is an encoded object)."""

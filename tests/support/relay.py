@@ -1,36 +1,36 @@
-"""A TCP relay between a client and the gateway, whose network the test can break.
-
-- `cut()`: abort both sides of every relayed connection (no close frame, no FIN: RST), as a
-  network that died; the gateway and the client each see their connection fail.
-- `down` (while true): new connections are accepted and aborted at once, so a client cannot
-  get through.
-- `black_hole()`: the client's side is aborted but the gateway's side stays open and nothing
-  is relayed any more in either direction: a half-open connection, as when the client's
-  network changed and the gateway has not noticed yet (its pings go unanswered).
-"""
+"""A TCP relay between a client and a gateway that a test can cut like a dead network."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import TracebackType
 
 
 class Relay:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self._pumps: set[asyncio.Task[None]] = set()
-        self._stranded: list[asyncio.StreamWriter] = []
-        self.down = False
+    """Forwards 127.0.0.1:<port> to the target; `cut()` drops every connection without a
+    close frame or FIN (transport.abort() on both sides) and refuses new ones until `heal()`.
+    `black_hole()` drops the client's side only and keeps the gateway's side open and
+    silent: a half-open connection, as when the client's network changed."""
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.target_port = target_port
         self.port = 0
+        self.accepted = 0
+        self._refusing = False
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._stranded: list[asyncio.StreamWriter] = []
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://{self.host}:{self.port}/ws"
 
     async def __aenter__(self) -> Relay:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -46,52 +46,56 @@ class Relay:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.down:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._links.append((writer, up_writer))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink))
-            self._pumps.add(task)
-            task.add_done_callback(self._pumps.discard)
-
-    @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except asyncio.CancelledError:
-            return  # the test broke the network: both sides stay as it left them
-        except OSError:
-            pass
-        if not sink.transport.is_closing():
-            sink.close()
-
-    def _stop_pumps(self) -> None:
-        for task in list(self._pumps):
-            task.cancel()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pipe
 
     def cut(self) -> None:
-        """The network dies under every relayed connection."""
-        self._stop_pumps()
-        for client_side, gateway_side in self._links:
-            client_side.transport.abort()
-            gateway_side.transport.abort()
+        self._refusing = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
         self._links.clear()
 
     def black_hole(self) -> None:
-        """The client is gone, but the gateway's connection stays open and silent."""
-        self._stop_pumps()
+        """Client sides aborted; gateway sides kept open, unread, and never written to."""
+        for pipe in list(self._pipes):
+            pipe.cancel()  # a cancelled pipe leaves both sockets as they are
         for client_side, gateway_side in self._links:
             client_side.transport.abort()
             gateway_side.transport.pause_reading()
+            self._writers.difference_update((client_side, gateway_side))
             self._stranded.append(gateway_side)
         self._links.clear()
+
+    def heal(self) -> None:
+        self._refusing = False
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            writer.transport.abort()
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                self.host, self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        self._writers.update((writer, upstream_writer))
+        self._links.append((writer, upstream_writer))
+        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
+            pipe = asyncio.create_task(self._pipe(source, sink))
+            self._pipes.add(pipe)
+            pipe.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while chunk := await source.read(65536):
+                sink.write(chunk)
+                await sink.drain()
+        if not sink.transport.is_closing():
+            sink.close()
+        self._writers.discard(sink)
