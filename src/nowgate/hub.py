@@ -18,12 +18,14 @@ import limits
 from .backplane import backplane_for
 from .errors import ClientCallError
 from .fanout import Flusher, encode, fan_out
+from .history import MemoryHistory, with_seq
 from .identity import IdentitySigner
 from .naming import check_variable_name
 from .policy import Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
+from .shared_history import SharedHistory
 from .supervision import Connections
 from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore
 
@@ -47,6 +49,19 @@ class Hub:
         # Supervised here, not by the hub: expiry sweep and shutdown drain (nowgate.supervision).
         self.connections = Connections(settings)
         self.backplane = backplane_for(settings)
+        # Every delivery below is numbered here first, in the same synchronous step.
+        self.history = MemoryHistory(
+            settings.history_size, settings.history_max_bytes, settings.history_seconds
+        )
+        # With a backplane, each node's history is copied to Redis so a client can resume
+        # on another node (nowgate.shared_history).
+        self.shared_history: SharedHistory | None = None
+        if settings.redis_url and settings.history_size:
+            self.shared_history = SharedHistory(
+                settings.redis_url, self.history.epoch, settings.history_size,
+                settings.history_seconds,
+            )
+            self.history.mirror = self.shared_history.push
         self.flusher = Flusher()
 
     def _client_function(self, function: str) -> None:
@@ -61,23 +76,50 @@ class Hub:
         Encoded once; returns how many clients of this node it was queued to.
         """
         self._client_function(function)
-        frame = notification(function, list(args))
-        self.backplane.publish({"frame": frame, "group": group, "without": without})
-        return self._deliver(frame, group, without)
+        return self._share(notification(function, list(args)), group, without)
 
     def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
         """Call a client function on one client of this node, without awaiting an answer."""
         self._client_function(function)
-        return peer.outbox.put(notification(function, list(args)))
+        return self._send_to(peer, notification(function, list(args)))
 
-    def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
-        return fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)))
+    def _send_to(self, peer: Peer, text: str) -> bool:
+        """A recorded message to one client."""
+        seq = self.history.record(text, client=peer.client_id)
+        return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
+
+    def _share(
+        self,
+        frame: str,
+        group: str | None,
+        without: str | None,
+        variable: dict[str, Any] | None = None,
+    ) -> int:
+        """Number, publish to the other nodes (with that number) and deliver here."""
+        shared = self.shared_history is not None
+        seq = self.history.record(frame, group, without=without, shared=shared)
+        envelope: dict[str, Any] = {"frame": frame, "group": group, "without": without,
+                                    "origin": [self.history.epoch, seq]}
+        if variable is not None:
+            envelope["variable"] = variable
+        self.backplane.publish(envelope)
+        return fan_out(
+            frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
+        )
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""
-        group = envelope.get("group")
+        group, without, frame = envelope.get("group"), envelope.get("without"), envelope["frame"]
+        origin = envelope.get("origin")
+        seq = self.history.record(
+            frame, group, without=without, shared=True,
+            origin=(origin[0], origin[1]) if isinstance(origin, list) and len(origin) == 2
+            else None,
+        )
         if group is not None and not self.registry.has_group(group):
-            return  # no member here: nothing to deliver, and no group state to create
+            # No member here: nothing to deliver and no group state to create (a member
+            # cut off from this node that resumes here finds it in the history).
+            return
         variable = envelope.get("variable")
         if variable is not None:
             store = self.variables.scope(variable["scope"])
@@ -85,7 +127,7 @@ class Hub:
                 store.pop(variable["path"], None)
             else:
                 store[variable["path"]] = variable["value"]
-        self._deliver(envelope["frame"], group, envelope.get("without"))
+        fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)), seq)
 
     async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
         """Call a client function on one peer and await its validated answer."""
@@ -147,17 +189,16 @@ class Hub:
         if scope == CLIENT:
             peer = self.registry.get(client_id) if client_id else None
             if peer is not None:
-                peer.outbox.put(frame)
+                self._send_to(peer, frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self.backplane.publish({"frame": frame, "group": group, "without": without,
-                                "variable": change})
-        self._deliver(frame, group, without)
+        self._share(frame, group, without, change)
 
     # Groups ---------------------------------------------------------------------------
 
     def join(self, peer: Peer, group: str) -> None:
         if self.registry.join(peer, group):
+            self.history.record_membership(peer.client_id, peer.groups - {group}, peer.groups)
             self._refresh_token(peer)
             values = self.variables.snapshot(peer.client_id, {group})["groups"].get(group)
             for path, value in (values or {}).items():
@@ -170,18 +211,32 @@ class Hub:
     def leave(self, peer: Peer, group: str) -> None:
         if group not in peer.groups:
             return
+        self.history.record_membership(peer.client_id, peer.groups, peer.groups - {group})
         scope = GROUP_PREFIX + group
         # The leaver's copy of the group's variables goes too, so it holds nothing stale.
         for path in self.variables.scope(scope):
             peer.outbox.put(notification("now.del", {"scope": scope, "path": path}))
         if self.registry.leave(peer, group):
-            self.variables.drop_group(group)
+            self._drop_group(group)
         self._refresh_token(peer)
 
     def remove(self, peer: Peer) -> None:
         for group in self.registry.remove(peer):
-            self.variables.drop_group(group)
+            self._drop_group(group)
+        # Recorded, not sent (no one holds them now): a client that resumes and is replayed
+        # an earlier now.set of these ends up holding what the server holds.
+        for path in self.variables.scope(CLIENT, peer.client_id):
+            self.history.record(
+                notification("now.del", {"scope": CLIENT, "path": path}), client=peer.client_id
+            )
         self.variables.drop_client(peer.client_id)
+
+    def _drop_group(self, group: str) -> None:
+        """The group's last member left: its variables go (recorded as deletions too)."""
+        scope = GROUP_PREFIX + group
+        for path in self.variables.scope(scope):
+            self.history.record(notification("now.del", {"scope": scope, "path": path}), group)
+        self.variables.drop_group(group)
 
     def issue_token(self, peer: Peer) -> str:
         peer.token_expires_at = time.time() + self.settings.token_max_age
