@@ -14,7 +14,8 @@ What it does for you:
   `connect(url, token=old.token)` resumes an earlier identity (`resumed` says whether it did).
 - **Variables.** `vars` is `{"everyone": {...}, "groups": {name: {...}}, "client": {...}}`,
   kept current from `now.set` / `now.del`, and replaced by the server's snapshot at every
-  welcome (so after a reconnect it is consistent again even if changes were missed).
+  welcome (after a recovered reconnect, once the replayed changes are applied), so a
+  variable deleted while the client was away does not linger.
 - **Calls.** `await call(name, *args, timeout=...)` returns the result or raises `CallError`
   (the server's JSON-RPC error), `TimeoutError` (no answer within the timeout; the default
   is `call_timeout`, 30 s), `Disconnected` (the connection dropped after the call was sent:
@@ -28,15 +29,24 @@ What it does for you:
   asks to come back later (1001 going away, 1011, 1012, 1013, 1014), the client reconnects
   with exponential backoff and full jitter (`delay = random() * min(cap, base * 2**n)`) and
   resumes its identity with the token. A normal close (1000, e.g. the idle timeout), a policy
-  close (1008, 1003, 1009) or a refused hello (auth refused, wrong protocol) ends it.
+  close (1008, 1003, 1009), a replaced connection (4000) or a refused hello (auth refused,
+  wrong protocol) ends it.
   `reconnect=False` keeps one connection only. The first connection is not retried: its
   failure is raised from `connect()`.
-- **Recovery (forward compatible).** If a welcome advertises a message stream
-  (`"stream": {"epoch": str, "offset": int}`), the client remembers the offset of the last
-  message it was delivered (server messages may carry a top-level `"offset"`), sends it as
-  `"since"` in the hello of a resume, drops messages at or below it (exactly once), and
-  reports the welcome's `"recovered"` in `recovered`. A server without history (today's)
-  sends none of this and the client behaves exactly as without it.
+- **Missed-message recovery** (docs/protocol.md, "Missed-message recovery"). The first
+  hello opts in (`"recover": true`); the client then keeps its position, the epoch and the
+  `seq` of the last numbered message it processed (after the `replayed` messages that follow
+  a welcome: the welcome's own position), and presents it with the token on reconnect. The
+  gateway replays what the client missed before anything new, so each message reaches the
+  client functions once and in order (a message at or before the position, which a correct
+  gateway never sends, is dropped). `recovered` and `recovery_reason` say how the last
+  welcome went; when a reconnect could not recover (`recovered` False: history exceeded,
+  gateway restarted, identity not resumed), the hooks of `on_messages_lost(hook)` get the
+  reason, and `vars` already holds the welcome's state. After a recovered reconnect `vars`
+  follows the replayed changes and then takes the welcome's snapshot, so nothing stale stays.
+- **Replaced (4000).** A gateway closes a connection with 4000 when a resume of the same
+  identity found it silent and took the identity over: the client stops (no reconnect, which
+  would only take the identity back from the connection that holds it now).
 - **Bounded memory.** Nothing keeps a history: server messages for client functions wait in
   a bounded queue (`inbox_size`); when it is full the reader stops reading, so the socket
   applies back-pressure (the gateway then treats this client as a slow consumer).
@@ -72,6 +82,8 @@ __all__ = [
 PROTOCOL_VERSION = 1
 # Close codes after which coming back makes sense: dropped, going away, server trouble.
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+# Another connection resumed this identity: coming back would only take it back.
+REPLACED = 4000
 # Hello errors that retrying cannot change: auth refused, wrong protocol.
 HELLO_REFUSALS = frozenset({-32003, -32600, -32601, -32602})
 _UNSET: Any = object()
@@ -83,6 +95,11 @@ ClientFunction = Callable[..., Any]
 
 def _empty_vars() -> dict[str, Any]:
     return {"everyone": {}, "groups": {}, "client": {}}
+
+
+def _is_position(recovery: dict[str, Any]) -> bool:
+    epoch, seq = recovery.get("epoch"), recovery.get("seq")
+    return isinstance(epoch, str) and isinstance(seq, int) and not isinstance(seq, bool)
 
 
 class CallError(Exception):
@@ -115,11 +132,23 @@ class Backoff:
 
 
 @dataclass(frozen=True)
-class StreamPosition:
-    """Where this client is in the server's message stream (the recovery wire extension)."""
+class Position:
+    """Where the client is in the gateway's history: a node's epoch and a message number."""
 
     epoch: str
-    offset: int
+    seq: int
+
+    def as_param(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
+
+@dataclass
+class _Replay:
+    """The welcome of a recovered reconnect, until its `left` replayed messages are processed."""
+
+    left: int
+    position: Position
+    state: dict[str, Any]
 
 
 class NowClient:
@@ -152,19 +181,24 @@ class NowClient:
         self.client_id = ""
         self.token = token or ""
         self.resumed = False
-        # None: the server keeps no history; else whether the last resume replayed every
-        # missed message (False: state was re-read from the welcome instead).
+        # How the last welcome answered the recovery request: True, the missed messages were
+        # replayed; False, they could not be (`recovery_reason` says why) and `vars` is the
+        # welcome's state; None, the gateway does not speak the extension.
         self.recovered: bool | None = None
+        self.recovery_reason: str | None = None
         self.functions: list[str] = []
         self.client_functions: list[str] = []
         self.vars: dict[str, Any] = _empty_vars()
-        self.position: StreamPosition | None = None
+        # The last position processed; None until a welcome gives one (first hello: recover).
+        self.position: Position | None = None
+        self._replay: _Replay | None = None
         self.welcome: dict[str, Any] = {}  # the last welcome, as the server sent it
         self.close_code: int | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._functions: dict[str, ClientFunction] = {}
         self._welcome_hooks: list[Callable[[dict[str, Any]], Any]] = []
+        self._lost_hooks: list[Callable[[str], Any]] = []
         self._connection: ClientConnection | None = None
         self._open = asyncio.Event()
         self._closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -188,6 +222,14 @@ class NowClient:
     def on_welcome(self, hook: Callable[[dict[str, Any]], Any]) -> None:
         """Run `hook(welcome)` after every welcome that follows a reconnect."""
         self._welcome_hooks.append(hook)
+
+    def on_messages_lost(self, hook: Callable[[str], Any]) -> None:
+        """Run `hook(reason)` when a reconnect could not recover what was sent meanwhile.
+
+        The reason is the welcome's (`expired`, `unknown_epoch`, `not_resumed`, ...: see
+        docs/protocol.md); `vars` then already holds the current state to re-read.
+        """
+        self._lost_hooks.append(hook)
 
     async def call(
         self,
@@ -276,8 +318,7 @@ class NowClient:
         params: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "token": self.token or None}
         if self.auth is not None:
             params["auth"] = self.auth
-        if self.position is not None:
-            params["since"] = {"epoch": self.position.epoch, "offset": self.position.offset}
+        params["recover"] = True if self.position is None else self.position.as_param()
         await connection.send(
             json.dumps({"jsonrpc": "2.0", "id": 0, "method": "now.hello", "params": params})
         )
@@ -300,30 +341,40 @@ class NowClient:
         self.functions = list(welcome.get("functions", []))
         self.client_functions = list(welcome.get("client_functions", []))
         state = welcome.get("vars")
-        self.vars = state if isinstance(state, dict) else _empty_vars()
-        self._track_stream(welcome)
+        self._recovery(welcome, state if isinstance(state, dict) else _empty_vars())
         self._connection = connection
         self._closed = asyncio.get_running_loop().create_future()
         self._open.set()
 
-    def _track_stream(self, welcome: dict[str, Any]) -> None:
-        stream = welcome.get("stream")
-        if not isinstance(stream, dict):
-            self.position, self.recovered = None, None
+    def _recovery(self, welcome: dict[str, Any], state: dict[str, Any]) -> None:
+        """Take the welcome's answer to the recovery request (docs/protocol.md)."""
+        self._replay = None
+        recovery = welcome.get("recovery")
+        if not isinstance(recovery, dict) or not _is_position(recovery):
+            self.position, self.recovered, self.recovery_reason = None, None, None
+            self.vars = state
             return
-        recovered = welcome.get("recovered") is True
-        self.recovered = recovered
-        same_epoch = self.position is not None and self.position.epoch == stream.get("epoch")
-        if recovered and same_epoch:
-            return  # the replay that follows continues from where we were
-        # Fresh start or recovery failed: the welcome's vars are the state; go on from the head.
-        self.position = StreamPosition(str(stream.get("epoch")), int(stream.get("offset", 0)))
+        self.recovered = welcome.get("recovered") is True
+        reason = recovery.get("reason")
+        self.recovery_reason = reason if isinstance(reason, str) else None
+        after = Position(recovery["epoch"], recovery["seq"])
+        replayed = recovery.get("replayed")
+        if self.recovered and isinstance(replayed, int) and replayed > 0:
+            # Until the replay is processed the position stays in the epoch presented, and
+            # `vars` follows the replayed changes from where it was.
+            self._replay = _Replay(replayed, after, state)
+            return
+        self.position = after
+        self.vars = state
 
     async def _run(self, connection: ClientConnection) -> None:
         while True:
             code = await self._read(connection)
             self._disconnected(code)
             if self._stopped is not None:
+                return
+            if code == REPLACED:
+                self._stop(ClientClosed("another connection resumed this identity (4000)"))
                 return
             if not self.reconnect or code not in RECONNECT_CODES:
                 self._stop(ClientClosed(f"connection closed ({code})"))
@@ -332,11 +383,17 @@ class NowClient:
             if reconnected is None:
                 return
             connection = reconnected
-            for hook in self._welcome_hooks:
-                try:
-                    hook(self.welcome)
-                except Exception:
-                    log.exception("welcome hook failed")
+            self._run_hooks(self._welcome_hooks, self.welcome)
+            if self.recovered is False:
+                self._run_hooks(self._lost_hooks, self.recovery_reason or "")
+
+    @staticmethod
+    def _run_hooks(hooks: list[Callable[[Any], Any]], argument: Any) -> None:
+        for hook in hooks:
+            try:
+                hook(argument)
+            except Exception:
+                log.exception("client hook failed")
 
     async def _reconnect(self) -> ClientConnection | None:
         for attempt in itertools.count():
@@ -413,8 +470,26 @@ class NowClient:
     async def _on_server_message(
         self, connection: ClientConnection, message: dict[str, Any]
     ) -> None:
-        if not self._fresh(message):
-            return
+        fresh = self._advance(message.get("seq"))
+        if fresh:
+            await self._process(connection, message)
+        replay = self._replay
+        if replay is not None:
+            replay.left -= 1
+            if replay.left == 0:  # the last replayed one: now the welcome's position and state
+                self._replay = None
+                self.position, self.vars = replay.position, replay.state
+
+    def _advance(self, seq: Any) -> bool:
+        """Move the position to a numbered message's `seq`; False for one already processed."""
+        if self.position is None or not isinstance(seq, int) or isinstance(seq, bool):
+            return True
+        if seq <= self.position.seq:
+            return False
+        self.position = Position(self.position.epoch, seq)
+        return True
+
+    async def _process(self, connection: ClientConnection, message: dict[str, Any]) -> None:
         method: str = message["method"]
         params: Any = message.get("params")
         if method in ("now.set", "now.del") and isinstance(params, dict):
@@ -426,16 +501,6 @@ class NowClient:
         else:
             # Blocks when the inbox is full: back-pressure instead of unbounded memory.
             await self._inbox.put((connection, message))
-
-    def _fresh(self, message: dict[str, Any]) -> bool:
-        """Deliver each streamed message once: drop what a replay already delivered."""
-        offset = message.get("offset")
-        if self.position is None or not isinstance(offset, int):
-            return True
-        if offset <= self.position.offset:
-            return False
-        self.position = StreamPosition(self.position.epoch, offset)
-        return True
 
     def _apply_variable(self, method: str, params: dict[str, Any]) -> None:
         scope, path = params.get("scope"), params.get("path")
