@@ -1,9 +1,9 @@
 """nowgate.client: timeouts, client functions that call back, bounded memory, reconnect.
 
 Against the real gateway (tests/support/gateway.py) wherever the gateway can produce the
-situation. Two tests script the server side with a few lines of `websockets` instead: the
+situation. One test scripts the server side with a few lines of `websockets` instead: the
 100,000-message flood (the gateway's own flow control would throttle it long before the
-client's bounds are reached) and the recovery wire extension the gateway does not speak yet.
+client's bounds are reached). Missed-message recovery: tests/test_client_recovery.py.
 """
 
 from __future__ import annotations
@@ -201,42 +201,3 @@ async def test_a_policy_close_is_final_and_fails_waiting_calls() -> None:
             assert await asyncio.wait_for(client.wait_closed(), 5) == 1008
             with pytest.raises(ClientClosed):
                 await client.call("add", 1, 1, timeout=2)
-
-
-@contextlib.asynccontextmanager
-async def streaming_server(hellos: list[dict[str, Any]]) -> AsyncIterator[str]:
-    """A scripted gateway speaking the recovery extension: the first connection delivers
-    offsets 1-3 and dies; the resume replays 2-4 (an overlap) after `recovered: true`."""
-
-    async def handler(ws: ServerConnection) -> None:
-        hello = json.loads(await ws.recv())
-        hellos.append(hello["params"])
-        first = len(hellos) == 1
-        welcome = {"client_id": "c-s", "token": "t", "resumed": not first, "functions": [],
-                   "client_functions": ["tick"], "vars": {"everyone": {}},
-                   "stream": {"epoch": "e1", "offset": 0 if first else 4}, "recovered": not first}
-        await ws.send(json.dumps({"jsonrpc": "2.0", "id": hello["id"], "result": welcome}))
-        for offset in (1, 2, 3) if first else (2, 3, 4):
-            await ws.send(json.dumps(
-                {"jsonrpc": "2.0", "method": "tick", "params": [offset], "offset": offset}))
-        if first:
-            await ws.close(1012)  # service restart: come back
-        else:
-            await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}"
-
-
-async def test_a_resume_sends_since_and_a_replay_is_delivered_exactly_once() -> None:
-    hellos: list[dict[str, Any]] = []
-    async with streaming_server(hellos) as url, connect(url, backoff=FAST) as client:
-        ticks: list[int] = []
-        client.on("tick", ticks.append)
-        await eventually(lambda: len(ticks) >= 4)
-        await asyncio.sleep(0.1)  # nothing more arrives
-        assert ticks == [1, 2, 3, 4]
-        assert "since" not in hellos[0]
-        assert hellos[1]["since"] == {"epoch": "e1", "offset": 3}
-        assert client.recovered is True
