@@ -77,7 +77,7 @@ describe('session start', () => {
     assert.deepEqual(h.socket().sent, []);
     h.socket().h.open();
     assert.deepEqual(h.socket().sent, [
-      { jsonrpc: '2.0', id: 1, method: 'now.hello', params: { protocol: 1, token: null } },
+      { jsonrpc: '2.0', id: 1, method: 'now.hello', params: { protocol: 1, token: null, recover: true } },
     ]);
   });
 
@@ -397,7 +397,7 @@ describe('reconnection', () => {
     welcome(h).drop(1006);
     h.timers.tick(10000);
     h.socket().h.open();
-    assert.deepEqual(h.socket().last().params, { protocol: 1, token: 'tok-1' });
+    assert.deepEqual(h.socket().last().params, { protocol: 1, token: 'tok-1', recover: true });
   });
 
   test('a token from storage (a reload) is sent in the first hello', () => {
@@ -729,7 +729,7 @@ describe('as a plain browser script', () => {
     const { page, sockets, session, timers } = await loadInPage();
     const ws = sockets[0];
     ws.onopen();
-    assert.deepEqual(ws.sent[0].params, { protocol: 1, token: null });
+    assert.deepEqual(ws.sent[0].params, { protocol: 1, token: null, recover: true });
     ws.onmessage({ data: JSON.stringify({ jsonrpc: '2.0', id: ws.sent[0].id, result: { ...WELCOME, token: 'secret-tok' } }) });
     assert.equal(page.now.clientId, 'c-1');
     assert.deepEqual([...session.entries()], [['nowgate.token:wss://demo.example:8443/ws', 'secret-tok']]);
@@ -743,54 +743,155 @@ describe('as a plain browser script', () => {
   });
 });
 
-describe('recovery (wire extension, only when the server offers it)', () => {
-  const STREAM = { stream: { epoch: 'e1', offset: 10 } };
-  const note = (offset, n) => ({ jsonrpc: '2.0', method: 'updatePosition', params: [{ left: n, top: 0 }], offset });
+describe('missed-message recovery (docs/protocol.md)', () => {
+  const answer = (recovered, epoch, seq, replayed, reason = null) =>
+    ({ resumed: true, recovered, recovery: { epoch, seq, replayed, reason } });
+  const note = (n, seq) => ({ jsonrpc: '2.0', method: 'updatePosition', params: [{ left: n, top: 0 }], ...(seq === undefined ? {} : { seq }) });
+  const set = (path, value, seq) => ({ jsonrpc: '2.0', method: 'now.set', params: { scope: 'everyone', path, value }, seq });
+  const plain = (v) => JSON.parse(JSON.stringify(v));
 
-  test('without a stream in the welcome nothing changes: no since, offsets ignored', async () => {
+  // A client whose handler records what it is given, and whose connect events are kept.
+  function recording(first = answer(false, 'e1', 10, 0, 'no_position')) {
     const h = harness();
-    const seen = [];
+    const seen = [], connects = [];
     h.now.updatePosition = (p) => { seen.push(p.left); };
-    const s = welcome(h);
-    s.push(note(5, 1)); s.push(note(5, 2));
-    s.drop(1006);
+    h.now.on('connect', (i) => connects.push([i.recovered, i.reason]));
+    const s = welcome(h, first);
+    return { h, s, seen, connects };
+  }
+  // Drops the connection, lets the client reconnect, answers with `extra` (if any): the hello's params.
+  function reconnect(h, extra) {
+    h.socket().drop(1006);
     h.timers.tick(10000);
-    h.socket().h.open();
-    assert.equal('since' in h.socket().last().params, false);
+    const s = h.socket();
+    s.h.open();
+    const hello = s.last();
+    if (extra) s.push({ jsonrpc: '2.0', id: hello.id, result: { ...WELCOME, ...extra } });
+    return hello.params;
+  }
+
+  test('the first hello opts in; a reconnect presents the token and the last message processed', () => {
+    const { h, s, seen, connects } = recording();
+    s.push(note(1, 11)); s.push(note(2, 14));
+    s.push({ jsonrpc: '2.0', method: 'now.token', params: { token: 'tok-2' } }); // not numbered
+    assert.deepEqual(reconnect(h), { protocol: 1, token: 'tok-2', recover: { epoch: 'e1', seq: 14 } });
     assert.deepEqual(seen, [1, 2]);
+    assert.deepEqual(connects, [[false, 'no_position']]);
   });
 
-  test('resume sends since = last delivered offset; replayed duplicates are dropped', async () => {
-    const h = harness();
-    const seen = [], connects = [];
-    h.now.updatePosition = (p) => { seen.push(p.left); };
-    h.now.on('connect', (i) => connects.push(i.recovered));
-    const s = welcome(h, STREAM);
-    s.push(note(11, 1)); s.push(note(12, 2));
-    s.drop(1006);
-    h.timers.tick(10000);
-    const again = h.socket();
-    again.h.open();
-    const hello = again.last();
-    assert.deepEqual(hello.params.since, { epoch: 'e1', offset: 12 });
-    again.push({ jsonrpc: '2.0', id: hello.id, result: { ...WELCOME, stream: { epoch: 'e1', offset: 14 }, recovered: true, resumed: true } });
-    again.push(note(12, 2)); again.push(note(13, 3)); again.push(note(14, 4)); again.push(note(13, 3));
-    assert.deepEqual(seen, [1, 2, 3, 4], 'each message exactly once, in order');
-    assert.deepEqual(connects, [false, true]);
+  test('a client that received nothing presents the welcome\'s position', () => {
+    const { h } = recording();
+    assert.deepEqual(reconnect(h).recover, { epoch: 'e1', seq: 10 });
   });
 
-  test('a failed recovery (new epoch) starts from the head and says recovered: false', async () => {
-    const h = harness();
-    const seen = [], connects = [];
-    h.now.updatePosition = (p) => { seen.push(p.left); };
-    h.now.on('connect', (i) => connects.push(i.recovered));
-    welcome(h, STREAM).drop(1006);
-    h.timers.tick(10000);
+  test('a replay overlapping what was processed reaches the page once, in order', () => {
+    const { h, s, seen, connects } = recording();
+    s.push(note(1, 11)); s.push(note(2, 14));
+    reconnect(h, answer(true, 'e1', 20, 4));
     const again = h.socket();
-    again.h.open();
-    again.push({ jsonrpc: '2.0', id: again.last().id, result: { ...WELCOME, stream: { epoch: 'e2', offset: 3 }, recovered: false } });
-    again.push(note(3, 0)); again.push(note(4, 1));
+    again.push(note(1, 11)); again.push(note(2, 14)); again.push(note(3, 15)); again.push(note(4, 17));
+    again.push(note(5, 21)); // live, after the replay
+    again.push(note(5, 21)); // a repeat of a live one
+    assert.deepEqual(seen, [1, 2, 3, 4, 5]);
+    assert.deepEqual(connects, [[false, 'no_position'], [true, null]]);
+  });
+
+  test('after the replayed messages the position is the welcome\'s, even with lower numbers', () => {
+    // Resumed on another node: replayed messages numbered in the epoch presented (e1), one
+    // that node never recorded (no seq), then live messages numbered in the node's epoch (e2).
+    const { h, s, seen } = recording();
+    s.push(note(1, 14));
+    reconnect(h, answer(true, 'e2', 5, 2));
+    const again = h.socket();
+    again.push(note(2, 15)); again.push(note(3));
+    again.push(note(4, 6));
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+    assert.deepEqual(reconnect(h).recover, { epoch: 'e2', seq: 6 });
+  });
+
+  test('a recovered welcome with nothing replayed moves the position at once', () => {
+    const { h } = recording();
+    reconnect(h, answer(true, 'e2', 40, 0));
+    assert.deepEqual(reconnect(h).recover, { epoch: 'e2', seq: 40 });
+  });
+
+  test('a cut in the middle of a replay presents the last replayed message, in the epoch presented', () => {
+    const { h, s, seen } = recording();
+    s.push(note(1, 14));
+    reconnect(h, answer(true, 'e1', 30, 3));
+    h.socket().push(note(2, 15)); // then the network drops before the other two
+    assert.deepEqual(reconnect(h, answer(true, 'e1', 31, 3)).recover, { epoch: 'e1', seq: 15 });
+    const again = h.socket();
+    again.push(note(3, 16)); again.push(note(4, 17)); again.push(note(5, 31));
+    assert.deepEqual(seen, [1, 2, 3, 4, 5]);
+    assert.deepEqual(reconnect(h).recover, { epoch: 'e1', seq: 31 });
+  });
+
+  test('recovered false: connect says why, vars are the welcome\'s (nothing stale), the position too', () => {
+    const { h, s, seen, connects } = recording();
+    s.push({ jsonrpc: '2.0', method: 'now.set', params: { scope: 'client', path: 'nick', value: 'ann' }, seq: 11 });
+    assert.equal(h.now.vars.client.nick, 'ann');
+    const current = { everyone: { score: 9 }, groups: {}, client: {} };
+    reconnect(h, { ...answer(false, 'e1', 50, 0, 'expired'), vars: current });
+    assert.deepEqual(connects[1], [false, 'expired']);
+    assert.deepEqual(plain(h.now.vars), current);
+    h.socket().push(note(1, 51));
     assert.deepEqual(seen, [1]);
-    assert.deepEqual(connects, [false, false]);
+    assert.deepEqual(reconnect(h).recover, { epoch: 'e1', seq: 51 });
+  });
+
+  test('recovered true: vars follow the replayed changes, then are the welcome\'s', () => {
+    const { h, s } = recording({ ...answer(false, 'e1', 10, 0, 'no_position'),
+      vars: { everyone: { score: 1 }, groups: {}, client: { mine: 5 } } });
+    s.push(set('score', 1, 11));
+    const current = { everyone: { score: 3 }, groups: {}, client: {} };
+    reconnect(h, { ...answer(true, 'e1', 20, 2), vars: current });
+    assert.equal(h.now.vars.everyone.score, 1, 'not yet: the missed changes come first');
+    const changes = [];
+    h.now.on('change', (c) => changes.push([c.path, c.value, h.now.vars.everyone.score]));
+    h.socket().push(set('score', 2, 12));
+    h.socket().push(set('score', 3, 13));
+    assert.deepEqual(changes, [['score', 2, 2], ['score', 3, 3]]);
+    assert.deepEqual(plain(h.now.vars), current, 'the client variable, gone on the server, is gone');
+  });
+
+  test('4000 (replaced): the client stops, forgets its token and position, and never takes the identity back', async () => {
+    const { h, s } = recording();
+    s.push(note(1, 11));
+    const events = [];
+    h.now.on('disconnect', (e) => events.push([e.code, e.reconnecting]));
+    const queued = h.now.ready();
+    s.drop(4000, 'Replaced by a newer connection of this identity: do not reconnect');
+    assert.equal(h.now.state, 'closed');
+    assert.deepEqual(events, [[4000, false]]);
+    assert.deepEqual(h.timers.delays(), []);
+    h.timers.tick(60000);
+    assert.equal(h.sockets.length, 1, 'no reconnect');
+    assert.equal(h.storage.getItem('nowgate.token:ws://test/ws'), null);
+    assert.equal((await queued).clientId, 'c-1', 'ready() had resolved with the welcome');
+    await assert.rejects(h.now.call('grab'), (e) => e instanceof NowError && e.code === 'replaced');
+    h.now.connect(); // the application starts again: a fresh identity
+    h.socket().h.open();
+    assert.deepEqual(h.socket().last().params, { protocol: 1, token: null, recover: true });
+  });
+
+  test('a 4000 on a connection already given up does not stop its successor', () => {
+    const { h, s } = recording();
+    reconnect(h, answer(true, 'e1', 10, 0));
+    s.drop(4000); // the old socket's close arrives late
+    assert.equal(h.now.state, 'open');
+    assert.equal(h.storage.getItem('nowgate.token:ws://test/ws'), 'tok-1');
+  });
+
+  test('a gateway without the extension: recovered null, numbers ignored, recover: true again', () => {
+    const h = harness();
+    const seen = [], connects = [];
+    h.now.updatePosition = (p) => { seen.push(p.left); };
+    h.now.on('connect', (i) => connects.push([i.recovered, i.reason]));
+    const s = welcome(h);
+    s.push(note(1, 5)); s.push(note(2, 5));
+    assert.deepEqual(seen, [1, 2]);
+    assert.deepEqual(connects, [[null, null]]);
+    assert.equal(reconnect(h).recover, true);
   });
 });

@@ -35,7 +35,7 @@
  *   base 250 ms, cap 10 s, n reset by each welcome. 1001 (server shutdown) and network drops
  *   reconnect that way; 1008 (policy violation), 1003 and 1009 wait the whole cap (no
  *   hammering); a refused hello (-32003 auth refused, -32600/-32601/-32602 wrong protocol)
- *   stops for good (now.connect() starts again); any other hello error (-32029, -32603), an
+ *   stops for good (now.connect() starts again), as does 4000 (below); any other hello error (-32029, -32603), an
  *   invalid welcome or an auth function that throws waits the cap.
  * - Variables belong to the server: now.vars is a deep-frozen snapshot {everyone, groups,
  *   client}, replaced copy-on-write by now.set / now.del; assigning to it throws a TypeError in
@@ -44,14 +44,20 @@
  *   dispatched only when its name is in the welcome's client_functions AND is an own property
  *   of `now` holding a function: inherited names (constructor, __proto__, toString) never
  *   resolve. Unknown: -32601; a throw or rejection: -32603 with no error text.
- * - Recovery (wire extension, used only when the server offers it): a welcome carrying
- *   stream = {epoch, offset} means the server numbers what it sends this client; frames then
- *   carry a top-level "offset". The client remembers the last offset delivered (in memory: a
- *   reloaded page starts fresh), sends it as since = {epoch, offset} in the hello of a
- *   reconnect, drops frames at or below it (each message once), and reads welcome.recovered:
- *   true = the missed messages follow, in order; false = they are lost and the welcome's vars
- *   are the state ("connect" then carries recovered: false so the page can re-read). A server
- *   without history sends none of this; the client then works exactly as before.
+ * - Missed-message recovery (docs/protocol.md): the first hello opts in with recover: true;
+ *   the client keeps its position, the epoch and the seq of the last numbered message it
+ *   processed (in memory: a reloaded page starts from the welcome's state), and after the
+ *   welcome's recovery.replayed messages the welcome's own epoch and seq; a reconnect presents
+ *   it with the token. The gateway replays what was missed before anything new, so each
+ *   message reaches the page once and in order (one at or before the position, which a
+ *   correct gateway never sends, is dropped). "connect" carries recovered (null: a gateway
+ *   without the extension) and reason: after recovered: false (history exceeded, gateway
+ *   restarted, identity not resumed) messages were lost and now.vars is the welcome's state,
+ *   to re-read. After a recovered reconnect now.vars follows the replayed changes, then takes
+ *   the welcome's snapshot: nothing stale stays.
+ * - 4000 (a resume of this identity on another connection found this one silent and took it
+ *   over): the client stops with NowError "replaced" and forgets its token and position, so
+ *   neither it nor a later now.connect() takes the identity back.
  * - Events (now.on / now.off): connect (every welcome), reconnect (every welcome after the
  *   first), disconnect ({code, reason, reconnecting, delay}, only after a welcome), change, error.
  *   Events are not replayed: a script that may run after the welcome (deferred scripts let the
@@ -64,6 +70,7 @@
   var hasOwn = Function.prototype.call.bind(Object.prototype.hasOwnProperty);
   var PENALTY_CODES = [1003, 1008, 1009];
   var REFUSALS = [-32003, -32600, -32601, -32602]; // hello answers that retrying cannot change
+  var REPLACED = 4000; // another connection resumed this identity
 
   class NowError extends Error {
     constructor(code, message, data) {
@@ -124,11 +131,17 @@
     var state = 'idle', conn = null, gen = null, helloId = null, attempt = 0, retryTimer = null;
     var refusal = null, penalty = false, stopReason = null, everWelcomed = false, info = null;
     var clientFunctions = new Set(), stubs = new Set(), vars = snapshot(null);
-    var position = null; // {epoch, offset} of the last streamed message delivered (recovery)
+    // Recovery: the position processed ({epoch, seq}; null: none yet), and while a replay is
+    // processed, how many replayed messages are left and the welcome's position and vars.
+    var position = null, replay = null;
 
     function loadToken() {
       try { var t = storage.getItem(tokenKey); if (typeof t === 'string' && t) return t; } catch (e) { /* memory */ }
       return memToken;
+    }
+    function forgetIdentity() {
+      memToken = null; position = null;
+      try { storage.removeItem(tokenKey); } catch (e) { /* memory only */ }
     }
     function saveToken(t) {
       if (typeof t !== 'string' || !t) return;
@@ -168,8 +181,8 @@
 
     function hello() {
       helloId = nextId++;
-      var params = { protocol: 1, token: loadToken() }, auth;
-      if (position !== null) params.since = { epoch: position.epoch, offset: position.offset };
+      var auth, params = { protocol: 1, token: loadToken(),
+        recover: position === null ? true : { epoch: position.epoch, seq: position.seq } };
       try {
         auth = typeof o.auth === 'function' ? o.auth() : o.auth;
       } catch (e) {
@@ -195,10 +208,9 @@
       saveToken(w.token);
       setFunctions(strings(w.functions));
       clientFunctions = new Set(strings(w.client_functions));
-      vars = snapshot(w.vars);
       state = 'open'; attempt = 0;
-      var recovered = trackStream(w);
-      info = { clientId: w.client_id, resumed: w.resumed === true, recovered: recovered, welcome: w };
+      var recovery = takeRecovery(w);
+      info = { clientId: w.client_id, resumed: w.resumed === true, recovered: recovery.recovered, reason: recovery.reason, welcome: w };
       var again = everWelcomed;
       everWelcomed = true;
       var q = queue; queue = [];
@@ -219,7 +231,10 @@
         if (p.sent) settle(id, p).reject(new NowError('disconnected', 'connection lost before the answer'));
       });
       var delay = null;
-      if (stopReason || refusal) {
+      if (code === REPLACED && !stopReason) {
+        forgetIdentity();
+        stop(new NowError('replaced', 'another connection resumed this identity'));
+      } else if (stopReason || refusal) {
         stop(stopReason || refusal);
       } else {
         delay = penalty || PENALTY_CODES.indexOf(code) >= 0 ? cap : backoffDelay(attempt++, random, base, cap);
@@ -251,7 +266,11 @@
       try { msg = JSON.parse(text); } catch (e) { return; }
       if (!isObj(msg) || msg.jsonrpc !== '2.0') return;
       if (typeof msg.method === 'string') {
-        if (state === 'open' && fresh(msg)) inbound(msg, hasOwn(msg, 'id'));
+        if (state !== 'open') return;
+        if (advance(msg.seq)) inbound(msg, hasOwn(msg, 'id'));
+        if (replay !== null && --replay.left === 0) {
+          position = replay.position; vars = replay.vars; replay = null; // the welcome's, from here on
+        }
       } else if (hasOwn(msg, 'id') && (hasOwn(msg, 'result') || hasOwn(msg, 'error'))) {
         if (helloId !== null && msg.id === helloId) return welcome(msg);
         var p = pending.get(msg.id);
@@ -261,25 +280,29 @@
       }
     }
 
-    // Recovery: null when the server keeps no history, else whether the missed messages follow.
-    function trackStream(w) {
-      var stream = w.stream;
-      if (!isObj(stream) || typeof stream.epoch !== 'string' || typeof stream.offset !== 'number') {
-        position = null;
-        return null;
+    // The welcome's answer to the recovery request; recovered null: the gateway does not speak it.
+    function takeRecovery(w) {
+      var r = w.recovery;
+      replay = null;
+      if (!isObj(r) || typeof r.epoch !== 'string' || !Number.isSafeInteger(r.seq)) {
+        position = null; vars = snapshot(w.vars);
+        return { recovered: null, reason: null };
       }
-      var recovered = w.recovered === true;
-      if (!(recovered && position !== null && position.epoch === stream.epoch)) {
-        position = { epoch: stream.epoch, offset: stream.offset }; // start from the head
+      var recovered = w.recovered === true, after = { epoch: r.epoch, seq: r.seq };
+      if (recovered && Number.isSafeInteger(r.replayed) && r.replayed > 0) {
+        // Until the replay is processed: positions of the epoch presented, vars from where it was.
+        replay = { left: r.replayed, position: after, vars: snapshot(w.vars) };
+      } else {
+        position = after; vars = snapshot(w.vars);
       }
-      return recovered;
+      return { recovered: recovered, reason: typeof r.reason === 'string' ? r.reason : null };
     }
 
-    // Each streamed message once: a replay may overlap what was already delivered.
-    function fresh(msg) {
-      if (position === null || typeof msg.offset !== 'number') return true;
-      if (msg.offset <= position.offset) return false;
-      position = { epoch: position.epoch, offset: msg.offset };
+    // A numbered message moves the position; false for one already processed.
+    function advance(seq) {
+      if (position === null || !Number.isSafeInteger(seq)) return true;
+      if (seq <= position.seq) return false;
+      position = { epoch: position.epoch, seq: seq };
       return true;
     }
 
