@@ -33,6 +33,7 @@ export type NowErrorCode =
   | 'queue_full'
   | 'timeout'
   | 'closed'
+  | 'replaced'
   | 'invalid_welcome';
 
 export declare class NowError extends Error {
@@ -52,21 +53,47 @@ export interface Welcome {
   functions: string[];
   client_functions: string[];
   vars: unknown;
-  /** Recovery extension: present when the server numbers the messages it sends. */
-  stream?: { epoch: string; offset: number };
+  /** Missed-message recovery (docs/protocol.md): did the missed messages follow? */
   recovered?: boolean;
+  recovery?: Recovery;
   [extension: string]: unknown;
+}
+
+/** Why nothing was recovered (docs/protocol.md, "Missed-message recovery"). */
+export type RecoveryReason =
+  | 'no_position'
+  | 'not_resumed'
+  | 'expired'
+  | 'unknown_epoch'
+  | 'lost'
+  | 'unknown_position'
+  | 'too_many'
+  | 'disabled'
+  | (string & {});
+
+/** The welcome's `recovery`: the node's epoch, the position the welcome stands at, how many
+ * replayed messages follow it, and why nothing was recovered. */
+export interface Recovery {
+  epoch: string;
+  seq: number;
+  replayed: number;
+  reason: RecoveryReason | null;
 }
 
 export interface ConnectInfo {
   clientId: string;
   resumed: boolean;
-  /** null: the server keeps no history; false: missed messages are lost, re-read vars. */
+  /** true: what was sent while away follows, before anything new, each message once;
+   * false: it was lost (see `reason`) and now.vars is the current state, to re-read;
+   * null: the gateway does not speak the recovery extension. */
   recovered: boolean | null;
+  /** Why nothing was recovered ('no_position' on a first connection); null otherwise. */
+  reason: RecoveryReason | null;
   welcome: Welcome;
 }
 
 export interface DisconnectInfo {
+  /** 4000: another connection resumed this identity; the client stopped (not reconnecting). */
   code: number;
   reason: string;
   reconnecting: boolean;
