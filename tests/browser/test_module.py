@@ -100,7 +100,7 @@ async def test_the_es_module_connects_calls_and_is_called_under_the_csp(
     data = await first.evaluate("() => ({...document.getElementById('out').dataset})")
     assert data["clientId"].startswith("c-")
     assert data["granted"] == "true"
-    assert data["recovered"] == "null"  # today's gateway keeps no history
+    assert data["recovered"] == "false"  # a first connection has nothing to recover
     assert data["isNowError"] == "true"
     # The first page holds the lock; its move reaches the second page's client function.
     assert await first.evaluate("() => pageNow.syncPosition({left: 12, top: 34})") is True
