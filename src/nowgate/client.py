@@ -76,6 +76,7 @@ __all__ = [
     "ClientClosed",
     "Disconnected",
     "NowClient",
+    "Position",
     "connect",
 ]
 
