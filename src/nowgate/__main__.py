@@ -21,6 +21,7 @@ from .errors import PolicyFileError
 from .logs import configure_logging
 from .policy import Policy, load_policy
 from .settings import Settings
+from .startup import unreachable_redis
 
 log = logging.getLogger("nowgate")
 
@@ -117,6 +118,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     if not settings.secret_keys:
         log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
+    unreachable = unreachable_redis(settings)
+    if unreachable is not None:
+        print(f"nowgate: {unreachable}", file=sys.stderr)
+        return 1
     app = create_app(settings, policy)
     if args.tune_gc:
         tune_gc()

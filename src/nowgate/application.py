@@ -73,6 +73,7 @@ class Gateway:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
             await hub.backplane.stop()
+            await hub.limiter.aclose()
             if hub.shared_history is not None:
                 await hub.shared_history.stop()
 

@@ -43,12 +43,12 @@ class Hub:
         self.registry = Registry()
         self.variables = VariableStore()
         self.signer = IdentitySigner(settings.signing_keys(), settings.token_max_age)
-        self.limiter = RateLimiter(settings.rate_limit_storage)
+        self.limiter = RateLimiter.for_settings(settings)
         self.connection_rate = limits.parse(settings.connection_rate)
         self.connect_rate = limits.parse(settings.connect_rate_per_address)
         # Supervised here, not by the hub: expiry sweep and shutdown drain (nowgate.supervision).
         self.connections = Connections(settings)
-        self.backplane = backplane_for(settings.redis_url)
+        self.backplane = backplane_for(settings)
         # Every delivery below is numbered here first, in the same synchronous step.
         self.history = MemoryHistory(
             settings.history_size, settings.history_max_bytes, settings.history_seconds
@@ -110,11 +110,8 @@ class Hub:
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""
         group, without, frame = envelope.get("group"), envelope.get("without"), envelope["frame"]
-        origin = envelope.get("origin")
         seq = self.history.record(
-            frame, group, without=without, shared=True,
-            origin=(origin[0], origin[1]) if isinstance(origin, list) and len(origin) == 2
-            else None,
+            frame, group, without=without, shared=True, origin=_origin(envelope.get("origin"))
         )
         if group is not None and not self.registry.has_group(group):
             # No member here: nothing to deliver and no group state to create (a member
@@ -252,3 +249,12 @@ class Hub:
 
 
 _MISSING = object()
+
+
+def _origin(value: object) -> tuple[str, int] | None:
+    """An envelope's `origin`, [node epoch, number there]: the event's cluster-wide name."""
+    if isinstance(value, list) and len(value) == 2:
+        epoch, number = value
+        if isinstance(epoch, str) and isinstance(number, int):
+            return epoch, number
+    return None
