@@ -47,8 +47,11 @@ class Gateway:
         env: dict[str, str] | None = None,
         port: int | None = None,
         host: str = "127.0.0.1",
+        launcher: tuple[str, ...] = ("-m", "nowgate"),
     ) -> None:
         self.policy = policy
+        # What runs `serve ...`: nowgate itself, or a test launcher that wraps it.
+        self.launcher = launcher
         self.host = host
         self.port = port or free_port(host)
         self.env = {
@@ -80,8 +83,7 @@ class Gateway:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "nowgate",
+                *self.launcher,
                 "serve",
                 "--policy",
                 str(self.policy),

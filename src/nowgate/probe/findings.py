@@ -56,11 +56,17 @@ class ProbeResult:
     connections: int = 0
     seconds: float = 0.0
 
+    occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
+
     def add(self, finding: Finding) -> None:
         """One finding per category and title: the first example stands for the others."""
-        if not any((f.category, f.title) == (finding.category, finding.title)
-                   for f in self.findings):
+        key = (finding.category, finding.title)
+        if key not in self.occurrences:
             self.findings.append(finding)
+        self.occurrences[key] = self.occurrences.get(key, 0) + 1
+
+    def count(self, finding: Finding) -> int:
+        return self.occurrences.get((finding.category, finding.title), 1)
 
     @property
     def exit_code(self) -> int:
@@ -73,7 +79,10 @@ class ProbeResult:
         return {
             "nowgate_probe": 1,
             "target": self.target,
-            "findings": [finding.as_dict() for finding in self.findings],
+            "findings": [
+                {**finding.as_dict(), "occurrences": self.count(finding)}
+                for finding in self.findings
+            ],
             "notes": list(self.notes),
             "checks": list(self.checks),
             "stopped": self.stopped,

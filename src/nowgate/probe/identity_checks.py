@@ -75,7 +75,7 @@ async def check_identity(run: Run) -> None:
         run.inspect(outcome)
         if outcome.has_result:
             if path in IDENTITY_FIELDS:
-                run.find("identity", "high", f"a client can write its own {path}",
+                run.find("identity", "high", "a client can write its own identity fields",
                          outcome.sent, outcome.received())
             else:
                 run.find("identity", "medium", "a client can write an undeclared variable",

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+from typing import Any
+
 from .findings import SEVERITIES, ProbeResult, quote
+
+
+def result_schema() -> dict[str, Any]:
+    """The JSON Schema of `ProbeResult.as_dict()` (package data)."""
+    text = resources.files("nowgate").joinpath("schemas/probe.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def render_text(result: ProbeResult) -> str:
@@ -25,6 +36,8 @@ def render_text(result: ProbeResult) -> str:
             f"- sent: `{quote(finding.sent)}`",
             f"- received: `{quote(finding.received)}`",
         ]
+        if result.count(finding) > 1:
+            lines.append(f"- seen {result.count(finding)} times; this is the first")
     if result.notes:
         lines += ["", "## Notes", ""]
         lines += [f"- {note}" for note in result.notes]
