@@ -92,6 +92,9 @@ class _GetattrTable(Mapping[str, Any]):
         except AttributeError:
             return default
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
 

@@ -2,7 +2,7 @@
 
 Every request and every connection is counted before it is made. The run stops (and says why)
 when a bound is reached, when a connection is refused, when the server answers with a burst
-of 5xx statuses or 1011 closes, or when it asks the probe to back off (HTTP 429, close 1013
+of 5xx statuses or 1011 closes or stops answering, or when it asks the probe to back off (HTTP 429, close 1013
 at connect time). A stopped run reports what it found so far and exits non-zero.
 """
 
@@ -56,7 +56,8 @@ class Budget:
         self.connections += 1
 
     def server_error(self, what: str) -> None:
-        """A 5xx or a 1011: after a burst of them the server is in distress, and we stop."""
+        """A 5xx, a 1011 or a missing answer: after a burst of them the server is in
+        distress, and we stop."""
         self._server_errors += 1
         if self._server_errors >= DISTRESS_BURST:
             raise ProbeStopped(f"the server is in distress ({what}, {DISTRESS_BURST} in a row)")

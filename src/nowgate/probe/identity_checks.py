@@ -119,8 +119,14 @@ def forgeries(token: str, client_id: str) -> list[tuple[str, str]]:
     def flip(char: str) -> str:
         return "A" if char != "A" else "B"
 
+    # The signature's first character, not its last: the last base64 character may carry
+    # padding bits only, and changing those changes nothing (the same token, spelled anew).
+    cut = token.rfind(".") + 1
+    if not 0 < cut < len(token):
+        cut = len(token) // 2
     made = [
-        (token[:-1] + flip(token[-1]), "the signature's last character changed"),
+        (token[:cut] + flip(token[cut]) + token[cut + 1:], "a character of the signature "
+         "changed"),
         (flip(token[0]) + token[1:], "the payload's first character changed"),
         (token + "x", "a character appended"),
         (token.rsplit(".", 1)[0] if "." in token else token[:-4], "the signature cut off"),

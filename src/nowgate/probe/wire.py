@@ -201,6 +201,7 @@ class Wire:
         except ConnectionClosed as closed:
             return self._closed(frame, closed)
         except TimeoutError:
+            self.budget.server_error("no answer in time")
             return Outcome(sent=frame, timed_out=True)
         except ValueError:  # not JSON: the answer itself is reported
             return Outcome(sent=frame, reply={"unparsable": True})
