@@ -10,7 +10,9 @@ identity included; a hello's own client_id and roles are believed; frames have n
 and compression is on; there is no rate limit; files are served by joining the request path
 onto a directory; no security headers are sent.
 
-Run: `python -m tests.support.naive_server PORT ROOT`.
+Run: `python -m tests.support.naive_server PORT ROOT [--distress]` (`NaiveServer` does it for
+tests); with --distress every HTTP answer is a 503. `GET /__stats` tells how many WebSockets
+were ever open at once (the probe promises one).
 """
 
 from __future__ import annotations
@@ -18,15 +20,22 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import signal
+import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
+import httpx
 import uvicorn
 from pydantic import BaseModel, ValidationError, create_model
 from starlette.types import Receive, Scope, Send
+
+from tests.support.gateway import REPO, free_port, terminate
 
 
 class Position(BaseModel):  # lax: coerces, ignores unknown fields
@@ -57,6 +66,7 @@ SIGNATURES: dict[str, type[BaseModel]] = {
     "ping": create_model("ping_args"),
 }
 VARIABLES: dict[str, Any] = {}
+SOCKETS = {"open": 0, "most": 0}
 
 
 def token_for(client_id: str) -> str:
@@ -116,6 +126,15 @@ def answer(message: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
 async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
     await receive()  # websocket.connect: any Origin will do
     await send({"type": "websocket.accept"})
+    SOCKETS["open"] += 1
+    SOCKETS["most"] = max(SOCKETS["most"], SOCKETS["open"])
+    try:
+        await _serve_socket(receive, send)
+    finally:
+        SOCKETS["open"] -= 1
+
+
+async def _serve_socket(receive: Receive, send: Send) -> None:
     state: dict[str, Any] = {}
     while True:
         event = await receive()
@@ -132,7 +151,7 @@ async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "text": json.dumps(reply, default=str)})
 
 
-def make_app(root: Path) -> Any:
+def make_app(root: Path, distress: bool) -> Any:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return
@@ -140,9 +159,15 @@ def make_app(root: Path) -> Any:
             await websocket(scope, receive, send)
             return
         path = unquote(scope["raw_path"].decode("latin-1"))
+        if path == "/__stats" or distress:
+            body = json.dumps(SOCKETS).encode()
+            await send({"type": "http.response.start", "status": 503 if distress else 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
         try:
-            body = (Path(str(root) + path) / ("index.html" if path.endswith("/") else "")
-                    ).read_bytes()
+            file = anyio.Path(str(root) + path) / ("index.html" if path.endswith("/") else "")
+            body = await file.read_bytes()
             status = 200
         except OSError:
             body, status = f"no such file: {root}{path}".encode(), 404
@@ -153,7 +178,40 @@ def make_app(root: Path) -> Any:
     return app
 
 
+class NaiveServer:
+    """This module in a subprocess on a loopback port."""
+
+    def __init__(self, root: Path, *options: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.naive_server", str(self.port), str(root),
+             *options],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/__stats", timeout=1.0)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the naive server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def most_sockets_at_once(self) -> int:
+        most: int = httpx.get(self.url + "/__stats", timeout=5.0).json()["most"]
+        return most
+
+    def stop(self) -> None:
+        terminate(self.process, signal.SIGTERM, 10)
+
+
 if __name__ == "__main__":
     port, root = int(sys.argv[1]), Path(sys.argv[2])
-    uvicorn.run(make_app(root), host="127.0.0.1", port=port, log_level="warning",
-                ws_max_size=64 * 1024 * 1024, lifespan="off")
+    uvicorn.run(make_app(root, "--distress" in sys.argv), host="127.0.0.1", port=port,
+                log_level="warning", ws_max_size=64 * 1024 * 1024, lifespan="off")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import ConfigDict, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -144,7 +145,7 @@ class _JoinedFiles:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = unquote(scope["raw_path"].decode("latin-1"))
         try:
-            body, status = Path(f"{self.root}{path}").read_bytes(), 200
+            body, status = await anyio.Path(f"{self.root}{path}").read_bytes(), 200
         except OSError:
             body, status = b"not found", 404
         await send({"type": "http.response.start", "status": status, "headers": []})

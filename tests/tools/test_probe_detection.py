@@ -11,47 +11,17 @@ gateway process, limit controls set loose). The clean-gateway tests
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from nowgate.probe import CATEGORIES, ProbeResult
-from tests.support.gateway import REPO, Gateway, free_port, terminate
+from tests.support.gateway import REPO, Gateway
+from tests.support.naive_server import NaiveServer
 from tests.support.weakened import LOOSE_LIMITS, SWITCHES
 from tests.tools.probing import described, probe, probe_command
 
 WRITABLE_IDENTITY = REPO / "tests" / "fixtures" / "writable_identity.toml"
-
-
-class NaiveServer:
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.naive_server", str(self.port), str(root)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url, timeout=1.0)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the naive server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        terminate(self.process, 15, 10)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +93,13 @@ def test_findings_say_what_was_sent_and_what_came_back(naive_result: ProbeResult
             "information-leak: an error answer gives away a traceback",
             "information-leak: an error answer gives away the probe's own input, echoed back",
             } <= set(found)
+
+
+def test_the_probe_holds_one_connection_at_a_time(
+    naive_server: NaiveServer, naive_result: ProbeResult
+) -> None:
+    assert naive_result.connections > 10  # it did open many, one after the other
+    assert naive_server.most_sockets_at_once() == 1
 
 
 def test_the_command_exits_1_on_findings(naive_server: NaiveServer) -> None:

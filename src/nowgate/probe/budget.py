@@ -2,8 +2,9 @@
 
 Every request and every connection is counted before it is made. The run stops (and says why)
 when a bound is reached, when a connection is refused, when the server answers with a burst
-of 5xx statuses or 1011 closes or stops answering, or when it asks the probe to back off (HTTP 429, close 1013
-at connect time). A stopped run reports what it found so far and exits non-zero.
+of 5xx statuses or 1011 closes or stops answering, or when it asks the probe to back off
+(HTTP 429, close 1013 at connect time). A stopped run reports what it found so far and exits
+non-zero.
 """
 
 from __future__ import annotations
