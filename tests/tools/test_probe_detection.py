@@ -109,3 +109,9 @@ def test_the_command_exits_1_on_findings(naive_server: NaiveServer) -> None:
     assert {f["category"] for f in document["findings"]} == set(CATEGORIES) - {
         "rate-limit", "frame-size"}
     assert "rate-limit" not in document["checks"]
+
+
+def test_the_shipped_schema_names_every_category() -> None:
+    from nowgate.probe.render import result_schema
+
+    assert tuple(result_schema()["$defs"]["category"]["enum"]) == CATEGORIES

@@ -98,8 +98,9 @@ async def run_probe(options: ProbeOptions) -> ProbeResult:
                     continue
                 await check(run)
                 result.checks.append(category)
-            # It has no check of its own: every answer of every check above was read for it.
-            result.checks.append("information-leak")
+            if "information-leak" not in options.skip:
+                # No check of its own: every answer of every check above was read for it.
+                result.checks.append("information-leak")
         except ProbeStopped as stopped:
             result.stopped = str(stopped)
         finally:

@@ -87,6 +87,10 @@ async def check_headers(run: Run) -> None:
         if response is None:
             continue
         headers = response.headers
+        if response.is_redirect:
+            # A redirect is no page: the headers that matter are on the page it leads to.
+            run.note(f"GET {target} redirects to {headers.get('location')}: probe that address")
+            continue
         sent = f"GET {target}"
         got = f"{response.status_code}, headers: " + ", ".join(
             f"{name}: {value}" for name, value in headers.items())
