@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from nowgate.probe import CATEGORIES
+from nowgate.probe import CATEGORIES, ProbeError
 from tests.support.gateway import Gateway, free_port
 from tests.support.nginx import Nginx
 from tests.tools.probing import described, probe, probe_command
@@ -57,6 +57,9 @@ async def test_gateway_behind_the_deployed_nginx_is_clean() -> None:
     try:
         with gateway, nginx:
             result = await probe(nginx.https_url, cafile=str(nginx.certificate.ca))
+            # Clear text only redirects: there is nothing to probe there, and the probe says so.
+            with pytest.raises(ProbeError, match=r"refused \(InvalidURI: https://"):
+                await probe(nginx.http_url)
     finally:
         nginx.cleanup()
     assert result.findings == [], described(result)

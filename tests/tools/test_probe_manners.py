@@ -6,6 +6,7 @@ it found something first); a target that is not there, or not a nowgate gateway,
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nowgate.probe import ProbeError
+from nowgate.probe import CATEGORIES, ProbeError
 from tests.support.gateway import REPO, Gateway, free_port
 from tests.support.naive_server import NaiveServer
 from tests.tools.probing import described, probe
@@ -67,3 +68,19 @@ def test_the_command_exits_2_when_it_cannot_probe() -> None:
     assert completed.returncode == 2
     assert completed.stderr.startswith("nowgate probe: ") and "refused" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+async def test_valid_calls_only_when_allowed_and_then_the_burst_meets_the_function_rate(
+    demo_gateway: Gateway,
+) -> None:
+    start = len(demo_gateway.log)
+    result = await probe(demo_gateway.base_url, skip=frozenset(CATEGORIES) - {"rate-limit"})
+    await asyncio.sleep(0.3)
+    assert result.findings == [] and "rate_limited" not in demo_gateway.log[start:]
+    start = len(demo_gateway.log)
+    result = await probe(demo_gateway.base_url, allow_valid_calls=True,
+                         skip=frozenset(CATEGORIES) - {"rate-limit"})
+    await asyncio.sleep(0.3)
+    assert result.findings == [], described(result)
+    # grab() takes no arguments: the burst called it until its 20/second rate answered -32029.
+    assert "rate_limited" in demo_gateway.log[start:]

@@ -115,9 +115,10 @@ async def _first_welcome(wire: Wire) -> Welcome:
     try:
         outcome = await wire.open()
     except Refused as refused:
+        hint = "; pass the site's --origin" if refused.status == 403 else ""
         raise ProbeError(
             f"the WebSocket handshake at {wire.target.ws_url} with Origin "
-            f"{wire.target.origin} was refused ({refused}); pass the site's --origin"
+            f"{wire.target.origin} was refused ({refused}){hint}"
         ) from None
     except ProbeStopped as stopped:
         raise ProbeError(str(stopped)) from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.typing import Origin
 
 from .budget import Budget, ProbeStopped
@@ -145,7 +145,8 @@ class Wire:
             raise Refused(status, f"HTTP {status}") from None
         except (ConnectionRefusedError, ConnectionResetError) as error:
             raise ProbeStopped(f"the connection was refused ({error.strerror})") from None
-        except (OSError, InvalidHandshake, TimeoutError) as error:
+        except (OSError, WebSocketException, TimeoutError) as error:
+            # A failed handshake, TLS error, or a redirect (say to https) it cannot follow.
             raise Refused(None, f"{type(error).__name__}: {error}") from None
         self._ws = ws
         return ws
