@@ -26,6 +26,8 @@ async def test_development_gateway_is_clean(demo_gateway: Gateway) -> None:
     assert set(result.checks) == set(CATEGORIES)
     assert result.exit_code == 0
     assert any("without Origin is accepted" in note for note in result.notes)
+    assert any(note.startswith("a request for Host nowgate-probe.invalid is served (200)")
+               for note in result.notes)
     await asyncio.sleep(0.3)
     log = demo_gateway.log
     for event in ("origin_refused", "unknown_call", "validation_failure", "denied_call",
@@ -43,6 +45,7 @@ def test_production_gateway_is_clean_and_the_command_exits_0() -> None:
     assert status == 0, document
     assert document["findings"] == [] and document["exit_code"] == 0
     assert any("without Origin is refused" in note for note in document["notes"])
+    assert "a request for Host nowgate-probe.invalid is refused (400)" in document["notes"]
     assert document["connections"] <= 40 and document["requests"] <= 1000
 
 

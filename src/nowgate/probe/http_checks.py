@@ -39,6 +39,7 @@ DOTFILES = (
 )
 HEADER_PATHS = ("/", "/nowjs/now.js", "/nowgate-probe-missing")
 _VERSION = re.compile(r"\d+\.\d+")
+FOREIGN_HOST = "nowgate-probe.invalid"
 
 
 async def _get(run: Run, target: str) -> httpx.Response | None:
@@ -114,6 +115,24 @@ async def check_headers(run: Run) -> None:
         server = headers.get("server", "")
         if _VERSION.search(server):
             run.find("headers", "low", f"the Server header gives a version ({server})", sent, got)
+    await note_foreign_host(run)
+
+
+async def note_foreign_host(run: Run) -> None:
+    """Whether a Host the site does not have is served (DNS rebinding): a note, since
+    development serves any Host by design and `nowgate report` flags it."""
+    run.wire.budget.request()
+    try:
+        response = await run.http.get(run.options.url.rstrip("/") + "/nowjs/now.js",
+                                      headers={"Host": FOREIGN_HOST})
+    except httpx.HTTPError as error:
+        run.note(f"a request for Host {FOREIGN_HOST} is not answered ({type(error).__name__})")
+        return
+    if response.status_code < 400:
+        run.note(f"a request for Host {FOREIGN_HOST} is served ({response.status_code}): "
+                 "NOWGATE_ALLOWED_HOSTS (or the proxy's server_name) would refuse it")
+    else:
+        run.note(f"a request for Host {FOREIGN_HOST} is refused ({response.status_code})")
 
 
 def _script_src_allows_inline(csp: str) -> bool:
