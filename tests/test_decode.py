@@ -14,10 +14,10 @@ from nowgate.decode import (
     Request,
     Response,
     decode,
-    is_method_name,
     parse_json,
 )
 from nowgate.errors import InvalidRequest, MethodNotFound, ParseError, RpcError
+from nowgate.naming import is_method_name
 
 LIMITS = Limits()
 

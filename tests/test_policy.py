@@ -13,7 +13,6 @@ from app.demo import Position
 from nowgate.__main__ import main
 from nowgate.errors import PolicyFileError
 from nowgate.policy import Policy, load_policy
-from nowgate.scope import Context
 from tests.fixtures import handlers as chat_handlers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,20 +31,20 @@ def write_policy(directory: Path, text: str, handlers: str = "tests.fixtures.han
 
 def refusal(path: Path) -> PolicyFileError:
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     return caught.value
 
 
 @pytest.fixture(scope="module")
 def chat() -> Policy:
-    return load_policy(CHAT_POLICY, Context)
+    return load_policy(CHAT_POLICY)
 
 
 # Policies that load ----------------------------------------------------------------------
 
 
 def test_demo_policy_loads_with_its_functions_client_functions_and_hook() -> None:
-    policy = load_policy(DEMO_POLICY, Context)
+    policy = load_policy(DEMO_POLICY)
     assert set(policy.functions) == {"grab", "syncPosition", "release"}
     assert set(policy.client_functions) == {"updatePosition"}
     assert dict(policy.variables) == {}
@@ -59,7 +58,7 @@ def test_demo_policy_loads_with_its_functions_client_functions_and_hook() -> Non
 
 
 def test_demo_policy_validates_positions_with_the_handler_types() -> None:
-    validator = load_policy(DEMO_POLICY, Context).functions["syncPosition"].arguments
+    validator = load_policy(DEMO_POLICY).functions["syncPosition"].arguments
     assert validator.validate([{"left": 10, "top": 20}]) == {
         "position": Position(left=10, top=20)
     }
@@ -128,7 +127,7 @@ def test_a_loaded_policy_cannot_be_changed(chat: Policy) -> None:
 def test_broken_policy_fails_naming_the_file_and_the_key(name: str, key: str, problem: str) -> None:
     path = BROKEN / f"{name}.toml"
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     error = caught.value
     assert error.source == str(path)
     assert error.key == key
@@ -139,7 +138,7 @@ def test_broken_policy_fails_naming_the_file_and_the_key(name: str, key: str, pr
 def test_invalid_toml_fails_naming_the_file_and_the_line() -> None:
     path = BROKEN / "invalid_toml.toml"
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     assert str(caught.value).startswith(f"{path}: not valid TOML: ")
     assert "line 3" in str(caught.value)
 
@@ -147,14 +146,14 @@ def test_invalid_toml_fails_naming_the_file_and_the_line() -> None:
 def test_missing_file_fails_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     assert str(caught.value) == f"{path}: cannot read the file (No such file or directory)"
 
 
 def test_unreadable_file_fails_naming_the_file(tmp_path: Path) -> None:
     # A directory cannot be read as a file, even by root (unlike a chmod 000 file).
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(tmp_path, Context)
+        load_policy(tmp_path)
     assert str(caught.value).startswith(f"{tmp_path}: cannot read the file (")
 
 
@@ -162,7 +161,7 @@ def test_file_that_is_not_utf8_fails_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'handlers = "caf\xe9"\n')
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     assert str(caught.value).startswith(f"{path}: not valid TOML: ")
 
 
@@ -203,7 +202,7 @@ def test_policy_mistakes_fail_naming_the_key(
     if not text:
         path.write_text("", encoding="utf-8")
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     assert caught.value.key == key
     assert problem in caught.value.problem
     assert str(caught.value).startswith(f"{path}: {key}: ")
@@ -272,7 +271,7 @@ def test_handlers_that_are_not_a_module_name_fail(tmp_path: Path, module: str) -
     path = tmp_path / "policy.toml"
     path.write_text(f'handlers = "{module}"\n', encoding="utf-8")
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     assert caught.value.key == "handlers"
     assert "dotted module name" in caught.value.problem
 
@@ -290,7 +289,7 @@ def test_a_name_is_looked_up_in_the_module_namespace_never_as_an_attribute(
         encoding="utf-8",
     )
     with pytest.raises(PolicyFileError) as caught:
-        load_policy(path, Context)
+        load_policy(path)
     assert caught.value.key == "functions.conjured_by_getattr"
     assert "has no 'conjured_by_getattr'" in caught.value.problem
 
@@ -311,9 +310,7 @@ def test_a_role_rule_admits_only_clients_with_that_role(chat: Policy) -> None:
 
 
 def test_a_group_rule_admits_members_of_any_listed_group(tmp_path: Path) -> None:
-    policy = load_policy(
-        write_policy(tmp_path, '[functions.say]\ngroups = ["red", "blue"]\n'), Context
-    )
+    policy = load_policy(write_policy(tmp_path, '[functions.say]\ngroups = ["red", "blue"]\n'))
     assert not policy.authorize("say", NOBODY, set())
     assert not policy.authorize("say", NOBODY, {"green"})
     assert policy.authorize("say", NOBODY, {"green", "blue"})
@@ -322,8 +319,7 @@ def test_a_group_rule_admits_members_of_any_listed_group(tmp_path: Path) -> None
 
 def test_a_group_rule_accepts_every_group_name_the_registry_accepts(tmp_path: Path) -> None:
     policy = load_policy(
-        write_policy(tmp_path, '[functions.say]\ngroups = ["team-1", "room.2", "a:b"]\n'),
-        Context,
+        write_policy(tmp_path, '[functions.say]\ngroups = ["team-1", "room.2", "a:b"]\n')
     )
     assert policy.functions["say"].rule.groups == ("team-1", "room.2", "a:b")
     assert policy.authorize("say", NOBODY, {"team-1"})
@@ -342,7 +338,7 @@ def test_a_group_rule_naming_a_group_the_registry_refuses_fails_at_load(
 
 def test_roles_and_groups_rules_admit_either(tmp_path: Path) -> None:
     policy = load_policy(
-        write_policy(tmp_path, '[functions.say]\nroles = ["mod"]\ngroups = ["red"]\n'), Context
+        write_policy(tmp_path, '[functions.say]\nroles = ["mod"]\ngroups = ["red"]\n')
     )
     assert policy.authorize("say", frozenset({"mod"}), set())
     assert policy.authorize("say", NOBODY, {"red"})
@@ -350,7 +346,7 @@ def test_roles_and_groups_rules_admit_either(tmp_path: Path) -> None:
 
 
 def test_an_undeclared_function_is_denied_even_if_the_module_defines_it(tmp_path: Path) -> None:
-    policy = load_policy(write_policy(tmp_path, "[functions.say]\n"), Context)
+    policy = load_policy(write_policy(tmp_path, "[functions.say]\n"))
     assert hasattr(chat_handlers, "boom")
     assert not policy.authorize("boom", frozenset({"admin"}), {"red"})
     assert policy.callable_names(frozenset({"admin"}), {"red"}) == ["say"]

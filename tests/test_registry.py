@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from nowgate.dispatch import PendingCalls
 from nowgate.fanout import Outbox
 from nowgate.hub import Hub
+from nowgate.naming import check_variable_name
+from nowgate.pending import PendingCalls
 from nowgate.policy import Policy, load_policy
 from nowgate.registry import Peer, Registry
 from nowgate.scope import Context
 from nowgate.settings import Settings
-from nowgate.variables import VariableStore, check_path
+from nowgate.variables import VariableStore
 
 CHAT_POLICY = Path(__file__).parent / "fixtures" / "chat.toml"
 
@@ -232,7 +233,7 @@ def test_the_client_scope_needs_a_client_id() -> None:
 @pytest.mark.parametrize("path", ["__proto__", "constructor.prototype", "a.b", "", "a" * 65, "1x"])
 def test_variable_paths_are_single_plain_names(path: str) -> None:
     with pytest.raises(ValueError, match="invalid variable name"):
-        check_path(path)
+        check_variable_name(path)
 
 
 # The hub keeps groups and variables in step ----------------------------------------------
@@ -240,7 +241,7 @@ def test_variable_paths_are_single_plain_names(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def chat_policy() -> Policy:
-    return load_policy(CHAT_POLICY, Context)
+    return load_policy(CHAT_POLICY)
 
 
 @pytest.fixture
@@ -332,3 +333,57 @@ async def test_deleting_a_missing_variable_sends_nothing(hub: Hub) -> None:
     hub.set_variable("everyone", "score", 1)
     hub.delete_variable("everyone", "score")
     assert [f["method"] for f in await frames_of(alice)] == ["now.set", "now.del"]
+
+
+async def test_others_set_stores_one_value_and_skips_only_the_writer(hub: Hub) -> None:
+    alice, bob, carol = make_peer("c-alice"), make_peer("c-bob"), make_peer("c-carol")
+    for peer in (alice, bob, carol):
+        hub.registry.add(peer)
+    ctx = Context(hub, alice)
+    ctx.others.set("score", 5)
+    assert await frames_of(alice) == []
+    for other in (bob, carol):
+        assert [f["params"] for f in await frames_of(other)] == [
+            {"scope": "everyone", "path": "score", "value": 5}
+        ]
+    # One shared value: a later welcome (the writer's too) and every reader see it.
+    assert hub.variables.snapshot("c-alice", set())["everyone"] == {"score": 5}
+    assert ctx.everyone.get("score") == ctx.others.get("score") == 5
+    ctx.others.delete("score")
+    assert await frames_of(alice) == []
+    assert [f["method"] for f in await frames_of(bob)] == ["now.del"]
+    assert "score" not in hub.variables.everyone
+
+
+async def test_a_group_write_without_self_skips_only_the_writer(hub: Hub) -> None:
+    alice, bob = make_peer("c-alice"), make_peer("c-bob")
+    for peer in (alice, bob):
+        hub.registry.add(peer)
+        hub.join(peer, "red")
+        await frames_of(peer)
+    Context(hub, alice).group("red", include_self=False).set("topic", "cats")
+    assert await frames_of(alice) == []
+    assert [f["params"] for f in await frames_of(bob)] == [
+        {"scope": "group:red", "path": "topic", "value": "cats"}
+    ]
+    assert hub.variables.scope("group:red") == {"topic": "cats"}
+
+
+async def test_others_set_skips_the_writer_on_other_nodes_too(
+    hub: Hub, chat_policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[dict[str, Any]] = []
+    monkeypatch.setattr(hub.backplane, "publish", published.append)
+    writer = make_peer("c-writer")
+    hub.registry.add(writer)
+    Context(hub, writer).others.set("score", 7)
+    # Another node holding a connection of the same client id (a stale one) and a reader.
+    other_node = Hub(Settings(secret_keys=("k" * 32,)), chat_policy)
+    stale, reader = make_peer("c-writer"), make_peer("c-reader")
+    other_node.registry.add(stale)
+    other_node.registry.add(reader)
+    (envelope,) = published
+    other_node.receive_remote(envelope)
+    assert other_node.variables.everyone == {"score": 7}
+    assert await frames_of(stale) == []
+    assert [f["params"]["value"] for f in await frames_of(reader)] == [7]

@@ -24,7 +24,6 @@ from nowgate.fanout import Outbox
 from nowgate.hub import Hub
 from nowgate.identity import MAX_TOKEN_LENGTH, IdentitySigner
 from nowgate.policy import Policy, load_policy
-from nowgate.scope import Context
 from nowgate.session import INBOX_LIMIT, Session, State
 from nowgate.settings import Settings
 
@@ -148,7 +147,7 @@ def no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    return load_policy(CHAT_POLICY, Context)
+    return load_policy(CHAT_POLICY)
 
 
 @pytest.fixture
@@ -166,7 +165,7 @@ def hub(make_hub: Callable[..., Hub]) -> Hub:
 
 @pytest.fixture(scope="module")
 def regressions_policy() -> Policy:
-    return load_policy(REGRESSIONS_POLICY, Context)
+    return load_policy(REGRESSIONS_POLICY)
 
 
 @pytest.fixture

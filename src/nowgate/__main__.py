@@ -1,5 +1,9 @@
-"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH`, `nowgate report PATH`,
-`nowgate probe URL`."""
+"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH`, `nowgate types PATH`,
+`nowgate report PATH`, `nowgate probe URL` (or `python -m nowgate`).
+
+One `add_<command>` function declares each subcommand's options and sets the function
+that runs it (`args.run`); a new subcommand is one more such function in `COMMANDS`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,14 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import PolicyFileError
 from .logs import configure_logging
-from .policy import load_policy
-from .scope import Context
+from .policy import Policy, load_policy
 from .settings import Settings
 
 log = logging.getLogger("nowgate")
@@ -34,92 +37,231 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(f"nowgate: invalid settings: {problems}") from None
 
 
-def _check(path: Path) -> int:
+def _policy(path: Path) -> Policy | None:
     try:
-        policy = load_policy(path, Context)
+        return load_policy(path)
     except PolicyFileError as error:
         print(f"nowgate: policy refused: {error}", file=sys.stderr)
+        return None
+
+
+# check ------------------------------------------------------------------------------------
+
+
+def add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "check",
+        help="validate a policy against its handlers",
+        description="Load a policy and its handler module as `serve` would; exit 0 if it "
+        "is accepted, 2 with the file and key of the first problem if not.",
+    )
+    check.add_argument("policy", type=Path, help="the policy file (TOML)")
+    check.set_defaults(run=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    policy = _policy(args.policy)
+    if policy is None:
         return 2
     print(
-        f"{path}: ok ({len(policy.functions)} functions, "
+        f"{args.policy}: ok ({len(policy.functions)} functions, "
         f"{len(policy.client_functions)} client functions, "
         f"{len(policy.variables)} client-writable variables)"
     )
     return 0
 
 
-def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> int:
-    from .application import create_app
-    from .server import serve
+# serve ------------------------------------------------------------------------------------
 
-    settings = _settings() if static_dir is None else _settings(static_dir=static_dir)
+
+def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the stand-alone gateway under uvicorn with its WebSocket limits. "
+        "Every other setting comes from NOWGATE_* environment variables (see the README).",
+    )
+    serve.add_argument(
+        "--policy", type=Path, required=True, help="the policy file (TOML) naming the handlers"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--static",
+        type=Path,
+        default=None,
+        help="directory of the site's own files, served at / (default: NOWGATE_STATIC_DIR)",
+    )
+    serve.add_argument(
+        "--tune-gc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="freeze start-up objects and collect young objects less often, for many "
+        "connections; process-wide (default: on)",
+    )
+    serve.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .application import create_app
+    from .server import serve, tune_gc
+
+    settings = _settings() if args.static is None else _settings(static_dir=args.static)
     configure_logging(settings.log_format)
-    try:
-        policy = load_policy(policy_path, Context)
-    except PolicyFileError as error:
-        print(f"nowgate: policy refused: {error}", file=sys.stderr)
+    policy = _policy(args.policy)
+    if policy is None:
         return 2
     if not settings.secret_keys:
         log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
-    serve(create_app(settings, policy), settings, host, port)
+    app = create_app(settings, policy)
+    if args.tune_gc:
+        tune_gc()
+    serve(app, app.state.gateway, args.host, args.port)
     return 0
 
 
-def _report(path: Path, output_format: str) -> int:
+# types ------------------------------------------------------------------------------------
+
+
+def add_types(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    types = commands.add_parser(
+        "types",
+        help="TypeScript declarations (and OpenRPC) of a policy's `now`",
+        description="Write the TypeScript declarations of the `now` object a page gets from "
+        "this policy: the server functions it may call, the client functions it must "
+        "implement, the variables it can read.",
+    )
+    types.add_argument("policy", type=Path, help="the policy file (TOML) naming the handlers")
+    types.add_argument(
+        "-o", "--output", type=Path, help="write the declarations here instead of stdout"
+    )
+    types.add_argument(
+        "--openrpc", type=Path, help="also write the contract as an OpenRPC document (JSON)"
+    )
+    types.set_defaults(run=run_types)
+
+
+def run_types(args: argparse.Namespace) -> int:
+    from .contract import ContractError, load_contract, openrpc, typescript
+
+    try:
+        contract = load_contract(args.policy)
+    except (PolicyFileError, ContractError) as error:
+        print(f"nowgate: cannot describe the policy: {error}", file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.write(typescript(contract))
+    else:
+        args.output.write_text(typescript(contract), encoding="utf-8")
+    if args.openrpc is not None:
+        document = json.dumps(openrpc(contract), indent=2) + "\n"
+        args.openrpc.write_text(document, encoding="utf-8")
+    return 0
+
+
+# report -----------------------------------------------------------------------------------
+
+
+def add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="the attack surface of a policy under the current settings",
+        description="For a security review: every function clients can call (callers, rate, "
+        "max_bytes, argument and result schemas), every client function, client-writable "
+        "variable and hook, and the NOWGATE_* settings with risky values flagged. No secret "
+        "is printed. Exit 0, or 2 if the policy cannot be loaded.",
+    )
+    report.add_argument("policy", type=Path, help="the policy file (TOML) naming the handlers")
+    report.add_argument(
+        "--format", choices=("markdown", "json"), default="markdown",
+        help="markdown for people, json for tools (schema: nowgate/schemas/report.schema.json)",
+    )
+    report.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
     from .report import build_report, render_markdown
 
     settings = _settings()
-    try:
-        policy = load_policy(path, Context)
-    except PolicyFileError as error:
-        print(f"nowgate: policy refused: {error}", file=sys.stderr)
+    policy = _policy(args.policy)
+    if policy is None:
         return 2
     report = build_report(policy, settings)
-    if output_format == "json":
+    if args.format == "json":
         print(json.dumps(report, indent=2))
     else:
         print(render_markdown(report), end="")
     return 0
 
 
-def _add_report_command(commands: Any) -> None:
-    report = commands.add_parser(
-        "report", help="the attack surface of a policy under the current NOWGATE_ settings"
-    )
-    report.add_argument("policy", type=Path)
-    report.add_argument("--format", choices=("markdown", "json"), default="markdown")
+# probe ------------------------------------------------------------------------------------
 
 
-def _add_probe_command(commands: Any) -> None:
+def add_probe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .probe import CATEGORIES, ProbeOptions
 
     defaults = ProbeOptions(url="")
     probe = commands.add_parser(
         "probe",
         help="a bounded, non-destructive adversarial check of a deployment you operate",
-        description="Exit status: 0 nothing found, 1 findings, 2 cannot probe, "
-        "3 stopped early (budget or signs of distress).",
+        description="Try from outside what tests/security/ proves, politely (one connection "
+        "at a time, bounded, stops at signs of distress). Exit status: 0 nothing found, "
+        "1 findings, 2 nothing to probe there, 3 stopped early.",
     )
     probe.add_argument("url", help="the deployment's base address, http(s)://host[:port]")
-    probe.add_argument("--ws-path", default=defaults.ws_path)
+    probe.add_argument(
+        "--ws-path", default=defaults.ws_path, help="WebSocket path (default: %(default)s)"
+    )
     probe.add_argument("--origin", help="the site's allowed origin (default: the URL's own)")
-    probe.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    probe.add_argument("--cafile", help="CA certificates to trust for https/wss")
-    probe.add_argument("--allow-valid-calls", action="store_true",
-                       help="let the burst call a function that takes no arguments")
-    probe.add_argument("--timeout", type=float, default=defaults.timeout,
-                       help="seconds to wait for each answer")
-    probe.add_argument("--burst", type=int, default=defaults.burst)
-    probe.add_argument("--frame-bytes", type=int, default=defaults.frame_bytes)
-    probe.add_argument("--max-functions", type=int, default=defaults.max_functions)
-    probe.add_argument("--max-requests", type=int, default=defaults.max_requests)
-    probe.add_argument("--max-connections", type=int, default=defaults.max_connections)
-    probe.add_argument("--time-budget", type=float, default=defaults.time_budget)
-    probe.add_argument("--skip", action="append", choices=CATEGORIES, default=[],
-                       help="a category not to check (repeatable)")
+    probe.add_argument(
+        "--format", choices=("markdown", "json"), default="markdown",
+        help="markdown for people, json for tools (schema: nowgate/schemas/probe.schema.json)",
+    )
+    probe.add_argument("--cafile", help="CA certificates to trust for https and wss")
+    probe.add_argument(
+        "--allow-valid-calls", action="store_true",
+        help="let the burst call a function that takes no arguments (it then runs)",
+    )
+    probe.add_argument(
+        "--timeout", type=float, default=defaults.timeout,
+        help="seconds to wait for each answer (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--burst", type=int, default=defaults.burst,
+        help="calls sent at once on one connection (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--frame-bytes", type=int, default=defaults.frame_bytes,
+        help="size of the oversized frame (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--max-functions", type=int, default=defaults.max_functions,
+        help="functions whose argument validation is tried (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--max-requests", type=int, default=defaults.max_requests,
+        help="requests and frames in all (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--max-connections", type=int, default=defaults.max_connections,
+        help="connections in all, one at a time (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--time-budget", type=float, default=defaults.time_budget,
+        help="seconds for the whole run (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--skip", action="append", choices=CATEGORIES, default=[],
+        help="a category not to check (repeatable)",
+    )
+    probe.set_defaults(run=run_probe_command)
 
 
-def _probe(args: argparse.Namespace) -> int:
+def run_probe_command(args: argparse.Namespace) -> int:
     import asyncio
 
     from .probe import ProbeError, ProbeOptions, render_text, run_probe
@@ -143,33 +285,31 @@ def _probe(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    add_serve,
+    add_check,
+    add_types,
+    add_report,
+    add_probe,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="nowgate", description="nowgate: a hardened realtime gateway"
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     # Handler modules named in policies are imported relative to the working directory.
     sys.path.insert(0, os.getcwd())
-    parser = argparse.ArgumentParser(prog="python -m nowgate", description="nowgate gateway")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--policy", type=Path, required=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--static",
-        type=Path,
-        default=None,
-        help="directory of the site's own files, served at / (default: NOWGATE_STATIC_DIR)",
-    )
-    check = commands.add_parser("check", help="validate a policy against its handlers")
-    check.add_argument("policy", type=Path)
-    _add_report_command(commands)
-    _add_probe_command(commands)
-    args = parser.parse_args(argv)
-    if args.command == "check":
-        return _check(args.policy)
-    if args.command == "report":
-        return _report(args.policy, args.format)
-    if args.command == "probe":
-        return _probe(args)
-    return _serve(args.policy, args.host, args.port, args.static)
+    args = parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
 
 
 if __name__ == "__main__":

@@ -9,17 +9,13 @@ sizes are checked before anything else sees the value.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidRequest, MethodNotFound, ParseError
+from .naming import is_method_name
 
 JSONRPC_VERSION = "2.0"
-METHOD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-# Group names are chosen by server code; they travel in tokens and `group:<name>` scopes.
-GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-PROTOCOL_PREFIX = "now."
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_ID_LENGTH = 128
 
@@ -206,9 +202,3 @@ def _to_response(obj: dict[str, Any], request_id: RequestId | None) -> Response:
         raise InvalidRequest('"error" must be an object with an integer code and a message')
     return Response(id=request_id, result=obj.get("result"), error=error)
 
-
-def is_method_name(name: str) -> bool:
-    """A name that may reach the policy table: a declarable name or a protocol `now.` name."""
-    if name.startswith(PROTOCOL_PREFIX):
-        return METHOD_NAME.fullmatch(name[len(PROTOCOL_PREFIX) :]) is not None
-    return METHOD_NAME.fullmatch(name) is not None

@@ -1,4 +1,4 @@
-"""One error tree for everything a peer can get wrong.
+"""One error tree for everything a peer can get wrong, and for what nowgate raises on purpose.
 
     NowgateError
     ├── RpcError                 answered with a JSON-RPC error; the connection stays usable
@@ -9,19 +9,20 @@
     │   ├── InternalError        -32603  the handler failed (nothing of it is sent)
     │   ├── Forbidden            -32003  the policy forbids this client that function
     │   └── RateLimited          -32029  too many calls (data: retry_after)
-    └── CloseConnection          the connection is closed with a WebSocket close code
-        ├── NormalClosure        1000  the client left (nothing went wrong)
-        ├── PolicyViolation      1008  no hello in time, too many violations, refused hello
-        ├── UnsupportedData      1003  binary frame
-        └── TryAgainLater        1013  overloaded, too many connections, slow reader
+    ├── CloseConnection          1011  the connection is closed with a WebSocket close code
+    │   ├── NormalClosure        1000  the client left (nothing went wrong), or sat idle
+    │   ├── GoingAway            1001  the server is shutting down: reconnect with your token
+    │   ├── UnsupportedData      1003  binary frame
+    │   ├── PolicyViolation      1008  no hello in time, too many violations, refused hello
+    │   └── TryAgainLater        1013  overloaded, too many connections, slow reader
+    ├── ClientCallError          a server->client call failed (error answer, timeout, gone)
+    └── PolicyFileError          a policy file that cannot be loaded (start-up only)
 
 A frame over the size limit is closed with 1009 by the WebSocket layer itself (uvicorn's
 `ws_max_size`), before any of this code sees it.
 
 Replies are built from an error's class attributes and its explicit `message`, never from the
 text of an arbitrary exception, so nothing of a handler's failure reaches the peer.
-
-Configuration problems (a broken policy file) are `PolicyFileError`, raised at start-up only.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ class CloseConnection(NowgateError):
 class NormalClosure(CloseConnection):
     close_code = 1000
     default_reason = "Connection ended"
+
+
+class GoingAway(CloseConnection):
+    close_code = 1001
+    default_reason = "Server shutting down: reconnect with your token"
 
 
 class PolicyViolation(CloseConnection):

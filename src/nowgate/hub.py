@@ -1,7 +1,8 @@
 """The gateway's shared state and the operations handlers reach clients with.
 
 One Hub per process: the connected peers and their groups, the shared variables, the token
-signer and the rate limiter. Outbound messages are encoded once and queued to each
+signer and the rate limiter (and the node's open connections, which `nowgate.supervision`
+watches). Outbound messages are encoded once and queued to each
 receiver's bounded outbox; nothing here waits on a socket.
 """
 
@@ -10,29 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import limits
 
 from .backplane import backplane_for
-from .errors import ClientCallError, CloseConnection, NormalClosure, PolicyViolation
+from .errors import ClientCallError
 from .fanout import Flusher, encode, fan_out
 from .identity import IdentitySigner
+from .naming import check_variable_name
 from .policy import Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
-from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore, check_path
-
-if TYPE_CHECKING:
-    from .session import Session
+from .supervision import Connections
+from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore
 
 log = logging.getLogger("nowgate.hub")
-
-
-class GoingAway(CloseConnection):
-    close_code = 1001
-    default_reason = "Server shutting down: reconnect with your token"
 
 
 def notification(method: str, params: Any) -> str:
@@ -49,8 +44,8 @@ class Hub:
         self.limiter = RateLimiter(settings.rate_limit_storage)
         self.connection_rate = limits.parse(settings.connection_rate)
         self.connect_rate = limits.parse(settings.connect_rate_per_address)
-        self.sessions: set[Session] = set()
-        self.draining = False
+        # Supervised here, not by the hub: expiry sweep and shutdown drain (nowgate.supervision).
+        self.connections = Connections(settings)
         self.backplane = backplane_for(settings.redis_url)
         self.flusher = Flusher()
 
@@ -111,29 +106,53 @@ class Hub:
 
     # Variables ------------------------------------------------------------------------
 
-    def set_variable(self, scope: str, path: str, value: Any, client_id: str | None = None) -> None:
-        check_path(path)
+    def set_variable(
+        self,
+        scope: str,
+        path: str,
+        value: Any,
+        client_id: str | None = None,
+        without: str | None = None,
+    ) -> None:
+        """Store one value for the scope and send `now.set` to its members but `without`.
+
+        `without` only skips a delivery (the writer already holds the value it wrote): the
+        stored value is the scope's one value, which every later welcome shows.
+        """
+        check_variable_name(path)
         # Encode first: a value that cannot be sent must not be stored either.
         frame = notification("now.set", {"scope": scope, "path": path, "value": value})
         self.variables.scope(scope, client_id)[path] = value
-        self._sync(scope, client_id, frame, {"scope": scope, "path": path, "value": value})
+        change = {"scope": scope, "path": path, "value": value}
+        self._sync(scope, client_id, frame, change, without)
 
-    def delete_variable(self, scope: str, path: str, client_id: str | None = None) -> None:
-        check_path(path)
+    def delete_variable(
+        self, scope: str, path: str, client_id: str | None = None, without: str | None = None
+    ) -> None:
+        check_variable_name(path)
         if self.variables.scope(scope, client_id).pop(path, _MISSING) is _MISSING:
             return
         frame = notification("now.del", {"scope": scope, "path": path})
-        self._sync(scope, client_id, frame, {"scope": scope, "path": path, "deleted": True})
+        change = {"scope": scope, "path": path, "deleted": True}
+        self._sync(scope, client_id, frame, change, without)
 
-    def _sync(self, scope: str, client_id: str | None, frame: str, change: dict[str, Any]) -> None:
+    def _sync(
+        self,
+        scope: str,
+        client_id: str | None,
+        frame: str,
+        change: dict[str, Any],
+        without: str | None,
+    ) -> None:
         if scope == CLIENT:
             peer = self.registry.get(client_id) if client_id else None
             if peer is not None:
                 peer.outbox.put(frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self.backplane.publish({"frame": frame, "group": group, "variable": change})
-        self._deliver(frame, group, None)
+        self.backplane.publish({"frame": frame, "group": group, "without": without,
+                                "variable": change})
+        self._deliver(frame, group, without)
 
     # Groups ---------------------------------------------------------------------------
 
@@ -175,44 +194,6 @@ class Hub:
         peer.outbox.put(
             notification("now.token", {"token": self.issue_token(peer), "functions": functions})
         )
-
-    # Lifetime ---------------------------------------------------------------------------
-
-    def close_expired(self) -> int:
-        """Close connections that outlived their credentials (1008) or sat idle (1000)."""
-        now, idle_since = time.time(), time.monotonic() - self.settings.idle_timeout
-        closed = 0
-        for session in list(self.sessions):
-            if session.peer is not None and session.peer.expires_at <= now:
-                session.close(PolicyViolation("Credentials expired: reconnect"))
-            elif session.last_frame_at < idle_since:
-                session.close(NormalClosure("Idle timeout"))
-            else:
-                continue
-            closed += 1
-        return closed
-
-    async def sweep_expired(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.credential_check_interval)
-            self.close_expired()
-
-    async def drain(self, grace: float) -> None:
-        """Graceful shutdown: take no new calls, let running ones finish, then close 1001."""
-        self.draining = True
-        sessions = list(self.sessions)
-        for session in sessions:
-            session.draining = True
-        deadline = time.monotonic() + grace
-        # Polled: this runs once, at shutdown, and an event per session would cost every call.
-        while time.monotonic() < deadline and not all(s.idle for s in sessions):  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        for session in sessions:
-            session.close(GoingAway())
-        # Give the writers a moment to flush the last replies and the close frames.
-        deadline = time.monotonic() + 1.0
-        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 _MISSING = object()

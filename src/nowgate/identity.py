@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from .decode import GROUP_NAME
+from .naming import GROUP_NAME
 
 TOKEN_SALT = "nowgate.identity.v1"  # noqa: S105 - a purpose label, not a secret
 MAX_TOKEN_LENGTH = 4096

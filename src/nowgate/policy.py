@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -42,8 +41,9 @@ from typing import Any, Literal
 import limits
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .decode import GROUP_NAME, METHOD_NAME
 from .errors import PolicyFileError
+from .naming import GROUP_NAME, METHOD_NAME, MODULE_NAME, RESERVED_VARIABLES
+from .scope import Context
 from .validation import (
     STRICT,
     ArgumentValidator,
@@ -52,11 +52,6 @@ from .validation import (
     return_adapter,
 )
 
-MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-# Names a client may never write, whatever a policy says: they are the identity.
-RESERVED_VARIABLES = frozenset(
-    {"client_id", "clientId", "uuid", "user", "roles", "groups", "token"}
-)
 DEFAULT_MAX_BYTES = 16_384
 
 
@@ -155,8 +150,12 @@ class Policy:
         return sorted(name for name in self.functions if self.authorize(name, roles, groups))
 
 
-def load_policy(path: Path, context_type: type) -> Policy:
-    """Read, check and bind a policy file; raise PolicyFileError on any problem."""
+def load_policy(path: Path) -> Policy:
+    """Read, check and bind a policy file; raise PolicyFileError on any problem.
+
+    A handler whose first parameter is annotated `nowgate.Context` receives the caller's
+    context; every other parameter is a validated argument.
+    """
     source = str(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -170,10 +169,10 @@ def load_policy(path: Path, context_type: type) -> Policy:
         first = error.errors(include_url=False, include_input=False)[0]
         key = ".".join(str(part) for part in first["loc"])
         raise PolicyFileError(source, key, first["msg"]) from None
-    return _bind(source, document, context_type)
+    return _bind(source, document)
 
 
-def _bind(source: str, document: PolicyDocument, context_type: type) -> Policy:
+def _bind(source: str, document: PolicyDocument) -> Policy:
     if not MODULE_NAME.fullmatch(document.handlers):
         raise PolicyFileError(source, "handlers", "must be a dotted module name")
     try:
@@ -207,7 +206,7 @@ def _bind(source: str, document: PolicyDocument, context_type: type) -> Policy:
                     source, f"{key}.groups", f"{group!r} does not match {GROUP_NAME.pattern}"
                 )
         try:
-            arguments = argument_validator(handler, context_type)
+            arguments = argument_validator(handler, Context)
         except SignatureError as error:
             raise PolicyFileError(source, key, str(error)) from None
         rate = limits.parse(rule.rate) if rule.rate else None

@@ -22,10 +22,11 @@ class HealthProbes:
         if path == "/healthz":
             await _json(send, 200, {"status": "ok"})
         elif path == "/readyz":
-            if self._hub.draining:
+            if self._hub.connections.draining:
                 await _json(send, 503, {"status": "draining"})
             else:
-                await _json(send, 200, {"status": "ready", "connections": len(self._hub.sessions)})
+                connections = len(self._hub.connections)
+                await _json(send, 200, {"status": "ready", "connections": connections})
         else:
             await self._app(scope, receive, send)
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .decode import GROUP_NAME
 from .fanout import Outbox
+from .naming import check_group_name
 
 if TYPE_CHECKING:
-    from .dispatch import PendingCalls
+    from .pending import PendingCalls
 
 
 
@@ -78,8 +78,7 @@ class Registry:
 
     def join(self, peer: Peer, group: str) -> bool:
         """Add a peer to a group, creating it; False if it was already a member."""
-        if not GROUP_NAME.fullmatch(group):
-            raise ValueError(f"invalid group name (must match {GROUP_NAME.pattern})")
+        check_group_name(group)
         members = self._groups.setdefault(group, {})
         if peer.client_id in members:
             return False

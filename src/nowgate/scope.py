@@ -6,18 +6,23 @@
 
 `ctx.everyone`, `ctx.others`, `ctx.group(name)` are audiences: `notify()` calls a client
 function on each member without waiting (one encode, one message per receiver), `set()` and
-`delete()` write a shared variable of that scope. `ctx.client` is the caller, and
+`delete()` write a shared variable of that scope (one value per scope: an audience that
+excludes the caller stores it for everyone and only skips the caller's `now.set`, since the
+caller holds the value it wrote). `ctx.client` is the caller, and
 `ctx.find(client_id)` any connected client: `await client.call(...)` awaits its answer.
 Identities, groups and roles are only ever changed here, by server code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .hub import Hub
 from .registry import Peer
 from .variables import CLIENT, EVERYONE, GROUP_PREFIX
+
+if TYPE_CHECKING:
+    # Only the type: the policy binds handlers to Context, and the hub imports the policy.
+    from .hub import Hub
 
 
 class Audience:
@@ -48,11 +53,17 @@ class Audience:
         return EVERYONE if self._group is None else GROUP_PREFIX + self._group
 
     def set(self, path: str, value: Any) -> None:
-        """Write a shared variable; every member of the scope receives `now.set`."""
-        self._hub.set_variable(self._scope, path, value)
+        """Write the scope's shared variable; every member receives `now.set`.
+
+        The scope has one value, whatever the audience: on `ctx.others` (or a group without
+        self) the value is stored for everyone, every later welcome shows it, and only the
+        excluded client (the writer, which holds the value already) gets no `now.set`.
+        """
+        self._hub.set_variable(self._scope, path, value, without=self._without)
 
     def delete(self, path: str) -> None:
-        self._hub.delete_variable(self._scope, path)
+        """Delete the scope's shared variable; members but the excluded one get `now.del`."""
+        self._hub.delete_variable(self._scope, path, without=self._without)
 
     def get(self, path: str, default: Any = None) -> Any:
         return self._hub.variables.scope(self._scope).get(path, default)

@@ -1,7 +1,9 @@
 """One connection's state machine: HELLO -> OPEN -> CLOSED.
 
-The session turns decoded frames into replies and handler calls; it never touches the socket.
-Its output is the connection's `Outbox`; the endpoint feeds it frames and drains the outbox.
+The session owns what is per connection: the hello (authentication, identity, welcome), the
+connection-wide rate, the violation budget, and the order of calls. What one call does
+(authorize, size, rate, validate, invoke) is `nowgate.dispatch`. It never touches the socket:
+its output is the connection's `Outbox`; the endpoint feeds it frames and drains the outbox.
 Calls are executed one at a time, in arrival order, by `work()`, while `receive()` keeps
 reading, so a handler that awaits this client's answer to a server->client call is answered.
 
@@ -24,13 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .auth import ANONYMOUS, Handshake, Principal
 from .decode import Limits, Request, Response, decode
-from .dispatch import PendingCalls, invoke
+from .dispatch import dispatch
 from .errors import (
     CloseConnection,
     Forbidden,
     InternalError,
     InvalidParams,
-    InvalidRequest,
     MethodNotFound,
     NormalClosure,
     PolicyViolation,
@@ -42,15 +43,14 @@ from .hub import Hub
 from .identity import MAX_TOKEN_LENGTH, new_client_id
 from .logs import audit
 from .metrics import METRICS
+from .naming import HELLO
+from .pending import PendingCalls
 from .registry import Peer
 from .scope import Context
-from .validation import cut_errors, validate_result
-from .variables import CLIENT, EVERYONE, GROUP_PREFIX
+from .validation import cut_errors
 
 log = logging.getLogger("nowgate.session")
 
-HELLO = "now.hello"
-CLIENT_SET = "now.set"
 INBOX_LIMIT = 64
 _CONNECT = object()  # queued before any call so the connect hook runs first
 
@@ -66,13 +66,6 @@ class HelloParams(BaseModel):
     protocol: Literal[1]
     token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
     auth: str | None = Field(None, max_length=8192)
-
-
-class ClientWrite(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-    scope: str = Field(max_length=80)
-    path: str = Field(max_length=64)
-    value: Any
 
 
 class Session:
@@ -232,7 +225,7 @@ class Session:
         self.peer = peer
         self.context = Context(hub, peer)
         self.state = State.OPEN
-        hub.sessions.add(self)
+        hub.connections.add(self)
         METRICS.connections.inc()
         policy = hub.policy
         welcome = {
@@ -326,9 +319,10 @@ class Session:
         return self._inbox
 
     async def _execute(self, request: Request, size: int) -> None:
+        assert self.peer is not None and self.context is not None
         answer = not request.is_notification
         try:
-            result = await self._call(request, size)
+            result = await dispatch(self.hub, self.peer, self.context, request, size)
         except RpcError as error:
             known = request.method in self.hub.policy.functions
             self._reject(error, request.id, answer, request.method if known else "")
@@ -341,74 +335,6 @@ class Session:
         if answer:
             assert request.id is not None
             self._send_result(request.id, result)
-
-    async def _call(self, request: Request, size: int) -> Any:
-        assert self.peer is not None and self.context is not None
-        method = request.method
-        if method == HELLO:
-            raise InvalidRequest("now.hello was already answered")
-        if method == CLIENT_SET:
-            return await self._client_write(request.params)
-        policy = self.hub.policy
-        function = policy.functions.get(method)
-        if function is None:
-            raise MethodNotFound()
-        if not function.rule.allows(self.peer.roles, self.peer.groups):
-            raise Forbidden()
-        if size > function.rule.max_bytes:
-            raise InvalidParams(
-                "Arguments too large",
-                [{"loc": [], "msg": "Arguments too large", "type": "too_large"}],
-            )
-        if function.rate is not None:
-            retry_after = await self.hub.limiter.retry_after(
-                function.rate, "function", method, self.peer.user or self.peer.client_id
-            )
-            if retry_after is not None:
-                METRICS.rate_limited.labels("function").inc()
-                raise RateLimited(retry_after)
-        METRICS.messages_in.labels(method).inc()
-        arguments = function.arguments.validate(request.params)
-        started = time.perf_counter()
-        try:
-            return await invoke(function, self.context, arguments)
-        finally:
-            METRICS.handler_seconds.labels(method).observe(time.perf_counter() - started)
-
-    async def _client_write(self, params: list[Any] | dict[str, Any]) -> bool:
-        """A client writing a variable the policy opted in (clientWrite is off by default)."""
-        assert self.peer is not None
-        try:
-            write = ClientWrite.model_validate(params)
-        except ValidationError as error:
-            raise InvalidParams(data=cut_errors(error)) from None
-        variable = self.hub.policy.variables.get(write.path)
-        if variable is None:
-            raise Forbidden("This variable is not client-writable")
-        if variable.scope == "client":
-            allowed = write.scope == CLIENT
-        elif variable.scope == "everyone":
-            allowed = write.scope == EVERYONE
-        else:
-            group = write.scope.removeprefix(GROUP_PREFIX)
-            allowed = write.scope.startswith(GROUP_PREFIX) and group in self.peer.groups
-        if not allowed:
-            raise Forbidden("This variable is not client-writable in that scope")
-        if variable.rate is not None:
-            retry_after = await self.hub.limiter.retry_after(
-                variable.rate, "variable", write.path, self.peer.client_id
-            )
-            if retry_after is not None:
-                METRICS.rate_limited.labels("variable").inc()
-                raise RateLimited(retry_after)
-        try:
-            value = validate_result(variable.schema, write.value)
-        except InvalidParams as error:
-            raise InvalidParams(
-                data=[{**e, "loc": ["value", *e["loc"]]} for e in error.data]
-            ) from None
-        self.hub.set_variable(write.scope, write.path, value, self.peer.client_id)
-        return True
 
     async def _run_hook(self, hook: Callable[..., Any] | None) -> None:
         if hook is None or self.context is None:
@@ -431,7 +357,7 @@ class Session:
         if peer is None:
             return
         self.peer = None
-        self.hub.sessions.discard(self)
+        self.hub.connections.discard(self)
         METRICS.connections.dec()
         peer.pending.fail_all("the client disconnected")
         if not self.outbox.closing:

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .decode import METHOD_NAME
-
 EVERYONE = "everyone"
 CLIENT = "client"
 GROUP_PREFIX = "group:"
-
-
-def check_path(path: str) -> None:
-    if not METHOD_NAME.fullmatch(path):
-        raise ValueError(f"invalid variable name (must match {METHOD_NAME.pattern})")
 
 
 class VariableStore:

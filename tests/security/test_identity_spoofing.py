@@ -23,7 +23,6 @@ from nowgate.client import CallError, connect
 from nowgate.errors import PolicyFileError
 from nowgate.identity import TOKEN_SALT, IdentitySigner
 from nowgate.policy import load_policy
-from nowgate.scope import Context
 from tests.support.gateway import Gateway
 
 
@@ -108,7 +107,7 @@ def test_a_policy_cannot_make_identity_fields_writable(tmp_path: Path) -> None:
             'scope = "client"\nschema = "Nickname"\n'
         )
         with pytest.raises(PolicyFileError, match="identity fields"):
-            load_policy(policy, Context)
+            load_policy(policy)
 
 
 def test_expired_and_rotated_tokens() -> None:

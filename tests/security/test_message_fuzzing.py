@@ -17,14 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nowgate.session as session_module
+import nowgate.dispatch as dispatch_module
 from nowgate.auth import Handshake
 from nowgate.decode import Limits, Request, Response, decode
 from nowgate.errors import RpcError
 from nowgate.fanout import Outbox
 from nowgate.hub import Hub
 from nowgate.policy import load_policy
-from nowgate.scope import Context
 from nowgate.session import Session, State
 from nowgate.settings import Settings
 from tests.conftest import CHAT_POLICY
@@ -73,7 +72,7 @@ class Harness:
 
     def __init__(self) -> None:
         settings = Settings(violation_limit=10_000, connection_rate="1000000/second")
-        self.hub = Hub(settings, load_policy(CHAT_POLICY, Context))
+        self.hub = Hub(settings, load_policy(CHAT_POLICY))
         self.dispatched: list[str] = []
 
     async def run(self, fuzz: list[str]) -> list[dict[str, Any]]:
@@ -110,14 +109,14 @@ def harness() -> Harness:
 def test_session_survives_any_frames_and_dispatches_only_valid_calls(
     harness: Harness, fuzz: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_invoke = session_module.invoke
+    real_invoke = dispatch_module.invoke
     dispatched: list[tuple[str, dict[str, Any]]] = []
 
     async def recording_invoke(function: Any, context: Any, arguments: dict[str, Any]) -> Any:
         dispatched.append((function.name, arguments))
         return await real_invoke(function, context, arguments)
 
-    monkeypatch.setattr(session_module, "invoke", recording_invoke)
+    monkeypatch.setattr(dispatch_module, "invoke", recording_invoke)
     replies = asyncio.run(harness.run(fuzz))
     policy = harness.hub.policy
     for name, arguments in dispatched:

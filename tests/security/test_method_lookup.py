@@ -14,7 +14,6 @@ import json
 import pytest
 
 from nowgate.policy import load_policy
-from nowgate.scope import Context
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 from tests.support.wire import call, raw_exchange
@@ -36,7 +35,7 @@ async def test_hostile_method_names_are_not_found(chat_gateway: Gateway, name: s
 
 
 def test_policy_table_holds_only_declared_functions() -> None:
-    policy = load_policy(CHAT_POLICY, Context)
+    policy = load_policy(CHAT_POLICY)
     roles: frozenset[str] = frozenset({"admin"})
     for name in HOSTILE_NAMES:
         assert not policy.authorize(name, roles, set())

@@ -19,8 +19,8 @@ from pydantic import TypeAdapter
 from websockets.asyncio.client import connect as ws_connect
 
 from nowgate.client import CallError, connect
-from nowgate.dispatch import PendingCalls
 from nowgate.errors import ClientCallError
+from nowgate.pending import PendingCalls
 from tests.conftest import CHAT_POLICY
 from tests.support.gateway import Gateway
 from tests.support.wire import HELLO, call, close_code_of, next_reply, raw_exchange

@@ -106,8 +106,8 @@ class _GetattrTable(Mapping[str, Any]):
 def getattr_lookup() -> None:
     real = nowgate.policy.load_policy
 
-    def load(path: Path, context_type: type) -> Any:
-        policy = real(path, context_type)
+    def load(path: Path) -> Any:
+        policy = real(path)
         module = sys.modules[next(iter(policy.functions.values())).handler.__module__]
         return dataclasses.replace(policy, functions=_GetattrTable(policy.functions, module))
 

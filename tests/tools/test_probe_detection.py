@@ -11,6 +11,7 @@ gateway process, limit controls set loose). The clean-gateway tests
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -43,10 +44,11 @@ def naive_result(naive_server: NaiveServer) -> ProbeResult:
 
 @pytest.fixture(scope="module")
 def weakened_result() -> ProbeResult:
-    gateway = Gateway(
-        WRITABLE_IDENTITY, env=LOOSE_LIMITS,
-        launcher=("-m", "tests.support.weakened", ",".join(SWITCHES)),
-    )
+    def weakened(host: str, port: int) -> list[str]:
+        return [sys.executable, "-m", "tests.support.weakened", ",".join(SWITCHES), "serve",
+                "--policy", str(WRITABLE_IDENTITY), "--host", host, "--port", str(port)]
+
+    gateway = Gateway(WRITABLE_IDENTITY, env=LOOSE_LIMITS, command=weakened)
     with gateway:
         return asyncio.run(probe(gateway.base_url))
 

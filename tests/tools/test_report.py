@@ -19,7 +19,6 @@ import pytest
 
 from nowgate.policy import load_policy
 from nowgate.report import build_report, report_schema
-from nowgate.scope import Context
 from nowgate.settings import Settings
 from tests.support.gateway import DEMO_POLICY, REPO
 
@@ -104,7 +103,7 @@ def test_a_production_configuration_keeps_only_what_is_left_to_flag() -> None:
 
 def in_process(**settings: Any) -> dict[str, Any]:
     """The report of the demo policy under these settings, without a subprocess."""
-    document = build_report(load_policy(DEMO_POLICY, Context), Settings(**settings))
+    document = build_report(load_policy(DEMO_POLICY), Settings(**settings))
     jsonschema.validate(document, report_schema())
     return document
 
