@@ -1,9 +1,11 @@
 """The probe stays light: it imports the standard library, websockets and httpx, and its own
-modules, nothing of the server stack (FastAPI, Starlette, uvicorn, pydantic, the gateway)."""
+modules, nothing of the server stack (FastAPI, Starlette, uvicorn, pydantic, the gateway):
+checked in its source, and by importing it in a fresh interpreter."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,3 +35,14 @@ def test_the_probe_imports_nothing_of_the_server_stack() -> None:
         outside = {name for name in imported_packages(module)
                    if name not in ALLOWED and name not in sys.stdlib_module_names}
         assert outside == set(), f"{module.name} imports {outside}"
+
+
+def test_importing_the_probe_starts_no_server_code() -> None:
+    heavy = ("fastapi", "uvicorn", "starlette", "pydantic", "nowgate.application")
+    completed = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, nowgate.probe, nowgate.probe.render\n"
+         f"print([m for m in {heavy!r} if m in sys.modules])"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert completed.stdout.strip() == "[]", completed.stdout + completed.stderr
