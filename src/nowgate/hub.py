@@ -110,11 +110,8 @@ class Hub:
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast or variable write published by another node."""
         group, without, frame = envelope.get("group"), envelope.get("without"), envelope["frame"]
-        origin = envelope.get("origin")
         seq = self.history.record(
-            frame, group, without=without, shared=True,
-            origin=(origin[0], origin[1]) if isinstance(origin, list) and len(origin) == 2
-            else None,
+            frame, group, without=without, shared=True, origin=_origin(envelope.get("origin"))
         )
         if group is not None and not self.registry.has_group(group):
             # No member here: nothing to deliver and no group state to create (a member
@@ -252,3 +249,12 @@ class Hub:
 
 
 _MISSING = object()
+
+
+def _origin(value: object) -> tuple[str, int] | None:
+    """An envelope's `origin`, [node epoch, number there]: the event's cluster-wide name."""
+    if isinstance(value, list) and len(value) == 2:
+        epoch, number = value
+        if isinstance(epoch, str) and isinstance(number, int):
+            return epoch, number
+    return None
