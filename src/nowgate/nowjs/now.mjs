@@ -35,8 +35,9 @@
  *   base 250 ms, cap 10 s, n reset by each welcome. 1001 (server shutdown) and network drops
  *   reconnect that way; 1008 (policy violation), 1003 and 1009 wait the whole cap (no
  *   hammering); a refused hello (-32003 auth refused, -32600/-32601/-32602 wrong protocol)
- *   stops for good (now.connect() starts again), as does 4000 (below); any other hello error (-32029, -32603), an
- *   invalid welcome or an auth function that throws waits the cap.
+ *   stops for good (now.connect() starts again), as does a 4000 close (below); any other
+ *   hello error (-32029, -32603), an invalid welcome or an auth function that throws waits
+ *   the cap.
  * - Variables belong to the server: now.vars is a deep-frozen snapshot {everyone, groups,
  *   client}, replaced copy-on-write by now.set / now.del; assigning to it throws a TypeError in
  *   strict code and never reaches the server. Each change emits "change".
@@ -207,7 +208,8 @@ function createNow(options) {
     clientFunctions = new Set(strings(w.client_functions));
     state = 'open'; attempt = 0;
     var recovery = takeRecovery(w);
-    info = { clientId: w.client_id, resumed: w.resumed === true, recovered: recovery.recovered, reason: recovery.reason, welcome: w };
+    info = { clientId: w.client_id, resumed: w.resumed === true,
+      recovered: recovery.recovered, reason: recovery.reason, welcome: w };
     var again = everWelcomed;
     everWelcomed = true;
     var q = queue; queue = [];
