@@ -220,6 +220,32 @@ async def test_a_client_cut_off_from_one_node_recovers_on_the_other() -> None:
                 assert receiver.vars["everyone"] == {"score": 9}
 
 
+async def test_after_a_network_change_the_client_takes_over_its_half_open_connection(
+    gateway: Gateway,
+) -> None:
+    """The client's side of the socket is gone, the gateway's is open and silent (the
+    gateway has not noticed yet): the client's resume replaces it and recovers what was
+    sent to it meanwhile, messages to it alone included (its identity was still held)."""
+    async with Relay(gateway.port) as relay, \
+            connect(relay.ws_url, backoff=FAST) as receiver, \
+            connect(gateway.ws_url) as sender:
+        heard = Heard(receiver)
+        await receiver.call("join", "red")
+        client_id, expected = receiver.client_id, Expected()
+        await send_mixed(sender, client_id, range(9), expected)
+        await eventually(lambda: len(heard.texts) == 9)
+        relay.black_hole()
+        await send_mixed(sender, client_id, range(9, 30), expected, pause=0.01)
+        await sender.call("shout", "last")
+        expected.add("last")
+        await eventually(lambda: heard.texts[-1:] == ["last"])
+        await asyncio.sleep(0.2)
+        expected.check(heard.texts)
+        assert receiver.client_id == client_id and receiver.resumed is True
+        assert receiver.recovered is True
+        assert "connection_replaced" in gateway.log
+
+
 class StallingRelay(Relay):
     """A relay that can also stop forwarding for a while, both ways, keeping every socket
     open: to the gateway the client is silent, to the client the gateway is."""
