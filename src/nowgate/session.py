@@ -39,7 +39,7 @@ from .errors import (
 )
 from .fanout import Outbox, encode
 from .hub import Hub
-from .identity import MAX_TOKEN_LENGTH, new_client_id
+from .identity import new_client_id
 from .logs import audit
 from .metrics import METRICS
 from .registry import Peer
@@ -64,7 +64,8 @@ class State(enum.Enum):
 class HelloParams(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     protocol: Literal[1]
-    token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
+    # Any string: one that cannot be verified (too long included) means a fresh identity.
+    token: str | None = None
     auth: str | None = Field(None, max_length=8192)
 
 
