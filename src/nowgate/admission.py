@@ -10,7 +10,7 @@ exhaust the server's file descriptors. This HTTP protocol (uvicorn's httptools o
 - a header read timeout: a request's headers must arrive within `header_read_timeout`
   seconds of the connection (or of the previous response);
 - a handshake deadline: a WebSocket upgrade must be accepted or refused within
-  `handshake_timeout` seconds of accept.
+  `handshake_timeout` seconds of accept (enforced by the WebSocket protocol it becomes).
 
 Behind a reverse proxy every socket comes from the proxy: the trusted proxies' addresses are
 not counted (the proxy's own limits apply to its clients).
@@ -25,7 +25,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .logs import audit
-from .transport import limits_of
+from .transport import DirectWriteProtocol, limits_of
 
 
 class AdmissionProtocol(HttpToolsProtocol):
@@ -33,7 +33,7 @@ class AdmissionProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._limits, self._budget = limits_of(self.config)
         self._header_timer: TimerHandle | None = None
-        self._handshake_timer: TimerHandle | None = None
+        self._accepted_at = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -42,18 +42,24 @@ class AdmissionProtocol(HttpToolsProtocol):
             audit("socket_limit", address=address)
             transport.abort()
             return
+        self._accepted_at = self.loop.time()
         self._arm_header_timer()
-        self._handshake_timer = self.loop.call_later(
-            self._limits.handshake_timeout, self._handshake_late
-        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self._budget is not None:
             self._budget.release(self.transport)
         self._cancel_header_timer()
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
+
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        # The WebSocket protocol now owns the socket and the rest of the handshake deadline;
+        # this protocol is dropped (a timer would keep it, and its parser, alive).
+        self._cancel_header_timer()
+        upgraded = self.transport.get_protocol()
+        if isinstance(upgraded, DirectWriteProtocol):
+            elapsed = self.loop.time() - self._accepted_at
+            upgraded.handshake_deadline(max(self._limits.handshake_timeout - elapsed, 0.0))
 
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
@@ -79,15 +85,4 @@ class AdmissionProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.get_protocol() is self and not self.transport.is_closing():
             audit("header_timeout", address=self.client[0] if self.client else "unknown")
-            self.transport.abort()
-
-    def _handshake_late(self) -> None:
-        # Still this protocol: plain HTTP, governed by the header and keep-alive timeouts.
-        # Upgraded: the WebSocket handshake must have been answered by now.
-        self._handshake_timer = None
-        upgraded = self.transport.get_protocol()
-        if upgraded is self or self.transport.is_closing():
-            return
-        if not getattr(upgraded, "handshake_complete", True):
-            audit("handshake_timeout", address=self.client[0] if self.client else "unknown")
             self.transport.abort()

@@ -179,6 +179,8 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
         self.lingering = False
         self._lingered_bytes = 0
         self._window_timer: TimerHandle | None = None
+        self._abort_timer: TimerHandle | None = None
+        self._handshake_timer: TimerHandle | None = None
         self._assembly: _Assembly | None = None
         self._pings = 0
         self._ping_window_start = 0.0
@@ -191,6 +193,21 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
             self._budget.release(self.transport)
         self._cancel_window_timer()
         self._end_assembly()
+        # Timers hold the protocol (and its buffers) alive: a closed socket needs none.
+        for timer in (self._abort_timer, self._handshake_timer):
+            if timer is not None:
+                timer.cancel()
+        self._abort_timer = self._handshake_timer = None
+
+    def handshake_deadline(self, delay: float) -> None:
+        """Drop the socket if the WebSocket handshake is not answered within `delay`."""
+        self._handshake_timer = self.loop.call_later(delay, self._handshake_late)
+
+    def _handshake_late(self) -> None:
+        self._handshake_timer = None
+        if not (self.handshake_complete or self.disconnected):
+            audit("handshake_timeout", address=self._address())
+            self.transport.abort()
 
     async def run_asgi(self) -> None:
         if not self.hardened:
@@ -213,9 +230,12 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
     def _abort_later(self, delay: float) -> None:
         # `transport.close()` waits for the send buffer to empty, which a client that keeps
         # its TCP window shut never lets happen: give it `delay` seconds, then drop it.
-        self.loop.call_later(delay, self._abort_if_connected)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        self._abort_timer = self.loop.call_later(delay, self._abort_if_connected)
 
     def _abort_if_connected(self) -> None:
+        self._abort_timer = None
         if not self.disconnected:
             self.transport.abort()
 

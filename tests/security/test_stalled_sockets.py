@@ -118,36 +118,35 @@ async def test_an_open_session_outlives_the_handshake_deadline(gateway: Gateway)
         assert (await next_reply(ws))["result"] == 3
 
 
-class _Upgraded:
-    handshake_complete = False
+async def test_an_upgrade_not_answered_by_the_deadline_is_dropped() -> None:
+    # The gateway answers every upgrade at once, so the deadline is driven on the protocol
+    # itself: a WebSocket whose handshake is still unanswered when the deadline passes.
+    import uvicorn
 
+    from nowgate.transport import DirectWriteProtocol
 
-class _Transport:
-    def __init__(self, protocol: object) -> None:
-        self.protocol, self.aborted = protocol, False
+    class State:
+        connections: set[object] = set()
+        tasks: set[object] = set()
+        default_headers: list[object] = []
 
-    def get_protocol(self) -> object:
-        return self.protocol
+    class Transport:
+        aborted = False
 
-    def is_closing(self) -> bool:
-        return self.aborted
+        def abort(self) -> None:
+            self.aborted = True
 
-    def abort(self) -> None:
-        self.aborted = True
-
-
-def test_an_upgrade_not_answered_by_the_deadline_is_dropped() -> None:
-    # The gateway answers every upgrade at once, so the deadline is driven directly: the
-    # socket has become a WebSocket whose handshake is still unanswered.
-    from nowgate.admission import AdmissionProtocol
-
-    protocol = AdmissionProtocol.__new__(AdmissionProtocol)
-    upgraded = _Upgraded()
-    protocol.transport = _Transport(upgraded)  # type: ignore[assignment]
+    config = uvicorn.Config(app=None, interface="asgi3")  # type: ignore[arg-type]
+    config.loaded, config.loaded_app = True, None
+    protocol = DirectWriteProtocol(config=config, server_state=State(), app_state={})
+    protocol.transport = Transport()  # type: ignore[assignment]
     protocol.client = (ATTACKER, 5000)
-    protocol._handshake_late()
+    protocol.handshake_deadline(0.05)
+    await asyncio.sleep(0.2)
     assert protocol.transport.aborted  # type: ignore[attr-defined]
-    upgraded.handshake_complete = True
-    protocol.transport = _Transport(upgraded)  # type: ignore[assignment]
-    protocol._handshake_late()
-    assert not protocol.transport.aborted  # type: ignore[attr-defined]
+    answered = DirectWriteProtocol(config=config, server_state=State(), app_state={})
+    answered.transport = Transport()  # type: ignore[assignment]
+    answered.handshake_complete = True
+    answered.handshake_deadline(0.05)
+    await asyncio.sleep(0.2)
+    assert not answered.transport.aborted  # type: ignore[attr-defined]

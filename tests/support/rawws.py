@@ -141,6 +141,7 @@ class RawClient:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.transport.abort()
+        self.writer.close()
 
     async def __aenter__(self) -> RawClient:
         return self
