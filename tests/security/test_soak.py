@@ -74,15 +74,18 @@ async def test_a_mix_of_attacks_for_two_minutes_leaves_memory_bounded_and_calls_
                 await client.close_code(within=6)
 
         async def stalled_sockets() -> None:
-            held = [
-                await asyncio.open_connection(host, port, local_addr=(ATTACKER, 0))
-                for _ in range(50)
-            ]
-            for _, writer in held:
-                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
-            await asyncio.sleep(3)
-            for _, writer in held:
-                writer.close()
+            held: list[asyncio.StreamWriter] = []
+            try:
+                for _ in range(50):
+                    _, writer = await asyncio.open_connection(
+                        host, port, local_addr=(ATTACKER, 0)
+                    )
+                    held.append(writer)
+                    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                await asyncio.sleep(3)
+            finally:
+                for writer in held:
+                    writer.close()
 
         async def malformed() -> None:
             bad = (frame(TEXT, b"\xff\xfe"), frame(TEXT, b" " * 1_000_000), frame(CONT, b"x"))

@@ -90,14 +90,18 @@ class RawClient:
         )
         for name, value in (headers or {}).items():
             request += f"{name}: {value}\r\n"
-        writer.write((request + "\r\n").encode())
-        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        if not status.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(status.split(b"\r\n")[0].decode())
-        if hello:
-            await client.send(frame(TEXT, HELLO.encode()))
-            opcode, _ = await client.read_frame()
-            assert opcode == TEXT
+        try:
+            writer.write((request + "\r\n").encode())
+            status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            if not status.startswith(b"HTTP/1.1 101"):
+                raise ConnectionError(status.split(b"\r\n")[0].decode())
+            if hello:
+                await client.send(frame(TEXT, HELLO.encode()))
+                opcode, _ = await client.read_frame()
+                assert opcode == TEXT
+        except BaseException:
+            client.close()
+            raise
         return client
 
     async def send(self, data: bytes) -> None:
