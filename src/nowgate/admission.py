@@ -61,6 +61,12 @@ class AdmissionProtocol(HttpToolsProtocol):
             elapsed = self.loop.time() - self._accepted_at
             upgraded.handshake_deadline(max(self._limits.handshake_timeout - elapsed, 0.0))
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn logs each unparsable request at WARNING (filtered in nowgate.logs): an
+        # attacker would choose how fast the log grows. Audited, aggregated per address.
+        audit("bad_http_request", address=self.client[0] if self.client else "unknown")
+        super().send_400_response(msg)
+
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         super().on_headers_complete()

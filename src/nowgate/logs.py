@@ -35,7 +35,7 @@ CONTEXT_FIELDS = (
 )
 AGGREGATED_EVENTS = frozenset({
     "origin_refused", "connect_rate_limited", "rate_limited", "socket_limit", "header_timeout",
-    "handshake_timeout",
+    "handshake_timeout", "bad_http_request",
 })
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
@@ -91,9 +91,11 @@ class _ClientNoise(logging.Filter):
     attempts would be a flood of lines; the audit stream records the refusals."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message in _CLIENT_CAUSED:  # audited instead, aggregated (nowgate.admission)
+            return False
         if record.levelno > logging.INFO:
             return True
-        message = str(record.msg)
         return not (
             message.startswith('%s - "WebSocket %s"') or message in _WEBSOCKETS_INFO
         )
@@ -103,6 +105,7 @@ _WEBSOCKETS_INFO = frozenset({
     "connection open", "connection closed", "connection rejected (%d %s)",
     "HTTP response sent (%d %s)",
 })
+_CLIENT_CAUSED = frozenset({"Invalid HTTP request received."})
 
 
 class TextFormatter(logging.Formatter):

@@ -108,3 +108,18 @@ async def test_refused_handshakes_count_against_the_address_budget() -> None:
                 await ws.send(HELLO)
                 await next_reply(ws)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+
+
+async def test_unparsable_http_requests_are_one_line_per_window_and_each_counted(
+    gateway: Gateway,
+) -> None:
+    lines_before = len(gateway.log.splitlines())
+    for _ in range(ATTEMPTS):
+        reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+        writer.write(b"GET /\x00 HTTP/1.1\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(100), 5)).startswith(b"HTTP/1.1 400")
+        writer.close()
+    await asyncio.sleep(0.3)
+    assert len(events(gateway, "bad_http_request")) == 1
+    assert metric(gateway, "bad_http_request") == ATTEMPTS
+    assert len(gateway.log.splitlines()) - lines_before <= 2  # not uvicorn's line per request
