@@ -20,7 +20,8 @@
     └── PolicyFileError          a policy file that cannot be loaded (start-up only)
 
 A frame over the size limit is closed with 1009 by the WebSocket layer itself (uvicorn's
-`ws_max_size`), before any of this code sees it.
+`ws_max_size`), before any of this code sees it; so are the other violations of RFC 6455 and
+the limits below the message layer (`nowgate.transport`), audited there.
 
 Replies are built from an error's class attributes and its explicit `message`, never from the
 text of an arbitrary exception, so nothing of a handler's failure reaches the peer.
