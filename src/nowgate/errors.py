@@ -94,7 +94,7 @@ class RateLimited(RpcError):
     def __init__(self, retry_after: float, reason: str | None = None) -> None:
         data: dict[str, Any] = {"retry_after": round(max(retry_after, 0.0), 3)}
         if reason is not None:
-            data["reason"] = reason  # an extra data field; PROTOCOL.md allows additions
+            data["reason"] = reason  # an extra data field; docs/protocol.md allows additions
         super().__init__(data=data)
 
 
