@@ -1,9 +1,10 @@
 """nowgate.client: timeouts, client functions that call back, bounded memory, reconnect.
 
 Against the real gateway (tests/support/gateway.py) wherever the gateway can produce the
-situation. One test scripts the server side with a few lines of `websockets` instead: the
+situation. Two tests script the server side with a few lines of `websockets` instead: the
 100,000-message flood (the gateway's own flow control would throttle it long before the
-client's bounds are reached). Missed-message recovery: tests/test_client_recovery.py.
+client's bounds are reached) and answers carrying `id: null` (the gateway now names the
+request in every error it can). Missed-message recovery: tests/test_client_recovery.py.
 """
 
 from __future__ import annotations
@@ -65,15 +66,40 @@ async def test_a_call_times_out_and_leaves_nothing_behind(chat_gateway: Gateway)
         assert await client.call("add", 2, 2) == 4
 
 
-async def test_a_call_answered_with_id_null_times_out_instead_of_hanging(
-    chat_gateway: Gateway,
-) -> None:
-    async with connect(chat_gateway.ws_url, call_timeout=0.5) as client:
-        # A lone surrogate is a parse error for the gateway: the error reply carries id null,
-        # so nothing can match it to this call. The per-call timeout must end the wait.
-        with pytest.raises(TimeoutError):
+async def test_a_call_the_gateway_cannot_read_fails_with_its_error(chat_gateway: Gateway) -> None:
+    async with connect(chat_gateway.ws_url, call_timeout=5) as client:
+        # A lone surrogate is a parse error for the gateway, answered with the call's id.
+        with pytest.raises(CallError) as failure:
             await client.call("add", "\ud800")
+        assert failure.value.code == -32700
         assert await client.call("add", 1, 2) == 3
+
+
+@contextlib.asynccontextmanager
+async def unmatched_answers_server() -> AsyncIterator[str]:
+    """A scripted server that answers every call with an error carrying `id: null` (what a
+    JSON-RPC server sends for a frame it could not read at all): no call can be matched."""
+
+    async def handler(ws: ServerConnection) -> None:
+        hello = json.loads(await ws.recv())
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": hello["id"], "result": {
+            "client_id": "c-null", "token": "t", "resumed": False, "functions": ["add"],
+            "client_functions": [], "vars": {"everyone": {}, "groups": {}, "client": {}},
+        }}))
+        async for _ in ws:
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": None,
+                                      "error": {"code": -32700, "message": "Parse error"}}))
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+async def test_a_call_answered_with_id_null_times_out_instead_of_hanging() -> None:
+    async with unmatched_answers_server() as url, connect(url, call_timeout=0.5) as client:
+        with pytest.raises(TimeoutError):
+            await client.call("add", 1, 2)
+        assert client._waiting == {} and client.connected
 
 
 async def test_a_client_function_may_call_back_into_the_server(chat_gateway: Gateway) -> None:
