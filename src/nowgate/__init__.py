@@ -6,8 +6,9 @@ The public API for handler authors and applications.
 from .application import create_app
 from .auth import Handshake, Principal
 from .errors import ClientCallError, Forbidden, InvalidParams, RpcError
+from .locks import Lease
 from .policy import Policy, load_policy
-from .scope import Audience, Client, Context
+from .scope import Audience, Client, Context, RemoteClient
 from .settings import Settings
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "Forbidden",
     "Handshake",
     "InvalidParams",
+    "Lease",
     "Policy",
     "Principal",
+    "RemoteClient",
     "RpcError",
     "Settings",
     "create_app",

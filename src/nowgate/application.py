@@ -33,11 +33,13 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.backplane.start(hub.receive_remote)
+        await hub.cluster.start()
         sweeper = asyncio.create_task(hub.connections.sweep_expired())
         try:
             yield
         finally:
             sweeper.cancel()
+            await hub.cluster.stop()
             await hub.backplane.stop()
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)

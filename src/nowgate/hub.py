@@ -16,11 +16,12 @@ from typing import Any
 import limits
 
 from .backplane import backplane_for
+from .cluster import Cluster
 from .errors import ClientCallError
 from .fanout import Flusher, encode, fan_out
 from .identity import IdentitySigner
 from .naming import check_variable_name
-from .policy import Policy
+from .policy import ClientFunction, Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
@@ -48,10 +49,14 @@ class Hub:
         self.connections = Connections(settings)
         self.backplane = backplane_for(settings.redis_url)
         self.flusher = Flusher()
+        # Presence, shared variables in Redis, calls to other nodes' clients, leases.
+        self.cluster = Cluster(self, settings.redis_url)
 
-    def _client_function(self, function: str) -> None:
-        if function not in self.policy.client_functions:
+    def client_function(self, function: str) -> ClientFunction:
+        declared = self.policy.client_functions.get(function)
+        if declared is None:
             raise ValueError(f"{function!r} is not a client function of the policy")
+        return declared
 
     def broadcast(
         self, function: str, args: tuple[Any, ...], group: str | None, without: str | None
@@ -60,37 +65,29 @@ class Hub:
 
         Encoded once; returns how many clients of this node it was queued to.
         """
-        self._client_function(function)
+        self.client_function(function)
         frame = notification(function, list(args))
         self.backplane.publish({"frame": frame, "group": group, "without": without})
         return self._deliver(frame, group, without)
 
     def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
         """Call a client function on one client of this node, without awaiting an answer."""
-        self._client_function(function)
+        self.client_function(function)
         return peer.outbox.put(notification(function, list(args)))
 
     def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
         return fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)))
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
-        """A broadcast or variable write published by another node."""
+        """A broadcast published by another node (shared variables: `nowgate.shared_state`)."""
         group = envelope.get("group")
         if group is not None and not self.registry.has_group(group):
-            return  # no member here: nothing to deliver, and no group state to create
-        variable = envelope.get("variable")
-        if variable is not None:
-            store = self.variables.scope(variable["scope"])
-            if variable.get("deleted"):
-                store.pop(variable["path"], None)
-            else:
-                store[variable["path"]] = variable["value"]
+            return  # no member here: nothing to deliver
         self._deliver(envelope["frame"], group, envelope.get("without"))
 
     async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
         """Call a client function on one peer and await its validated answer."""
-        self._client_function(function)
-        declared = self.policy.client_functions[function]
+        declared = self.client_function(function)
         call_id, answer = peer.pending.open(declared.result)
         frame = encode({"jsonrpc": "2.0", "id": call_id, "method": function, "params": list(args)})
         if not peer.outbox.put(frame):
@@ -150,14 +147,29 @@ class Hub:
                 peer.outbox.put(frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self.backplane.publish({"frame": frame, "group": group, "without": without,
-                                "variable": change})
+        self._deliver(frame, group, without)
+        self.cluster.state.wrote(scope, change["path"], change.get("value"),
+                                 bool(change.get("deleted")), without)
+
+    def apply_shared_variable(
+        self, scope: str, path: str, value: Any, deleted: bool, without: str | None
+    ) -> None:
+        """A shared variable's value changed on another node (or in Redis): store, deliver."""
+        store = self.variables.scope(scope)
+        if deleted:
+            store.pop(path, None)
+            frame = notification("now.del", {"scope": scope, "path": path})
+        else:
+            store[path] = value
+            frame = notification("now.set", {"scope": scope, "path": path, "value": value})
+        group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
         self._deliver(frame, group, without)
 
     # Groups ---------------------------------------------------------------------------
 
     def join(self, peer: Peer, group: str) -> None:
         if self.registry.join(peer, group):
+            self.cluster.presence.update(peer)
             self._refresh_token(peer)
             values = self.variables.snapshot(peer.client_id, {group})["groups"].get(group)
             for path, value in (values or {}).items():
@@ -175,13 +187,21 @@ class Hub:
         for path in self.variables.scope(scope):
             peer.outbox.put(notification("now.del", {"scope": scope, "path": path}))
         if self.registry.leave(peer, group):
-            self.variables.drop_group(group)
+            self._group_emptied(group)
+        self.cluster.presence.update(peer, left_group=group)
         self._refresh_token(peer)
 
     def remove(self, peer: Peer) -> None:
+        self.cluster.presence.remove(peer)
         for group in self.registry.remove(peer):
-            self.variables.drop_group(group)
+            self._group_emptied(group)
         self.variables.drop_client(peer.client_id)
+
+    def _group_emptied(self, group: str) -> None:
+        # In a cluster the group may have members elsewhere: its variables expire in Redis
+        # once no node renews them (nowgate.shared_state), and leave this cache with them.
+        if not self.cluster.enabled:
+            self.variables.drop_group(group)
 
     def issue_token(self, peer: Peer) -> str:
         peer.token_expires_at = time.time() + self.settings.token_max_age

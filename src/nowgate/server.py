@@ -34,6 +34,8 @@ class GatewayServer(uvicorn.Server):
         for server in self.servers:
             server.close()  # stop accepting first, so no one connects to a draining node
         log.info("draining %d connections", len(self._hub.connections))
+        # Its clients leave cluster presence first, so they can resume on another node.
+        await self._hub.cluster.withdraw()
         await self._hub.connections.drain(self._hub.settings.shutdown_grace)
         await super().shutdown(sockets)
 

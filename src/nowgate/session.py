@@ -175,7 +175,7 @@ class Session:
         principal = await self._authenticate(message.id, params.auth)
         if principal is None:
             return
-        self._open(message.id, params.token, principal)
+        await self._open(message.id, params.token, principal)
 
     async def _authenticate(self, request_id: int | str, auth: str | None) -> Principal | None:
         hook = self.hub.policy.authenticate
@@ -195,15 +195,16 @@ class Session:
             return None
         return principal
 
-    def _open(self, request_id: int | str, token: str | None, principal: Principal) -> None:
+    async def _open(self, request_id: int | str, token: str | None, principal: Principal) -> None:
         hub = self.hub
         claims = hub.signer.verify(token)
         if token is not None and claims is None:
             self._audit("bad_token")  # forged, altered, expired or signed by a retired key
+        # Claimed cluster-wide: a token whose identity is connected on any node gets a fresh one.
         resumed = (
             claims is not None
             and claims.user == principal.user
-            and claims.client_id not in hub.registry
+            and await hub.cluster.presence.claim(claims.client_id, principal.user)
         )
         client_id = claims.client_id if claims is not None and resumed else new_client_id()
         peer = Peer(
@@ -222,6 +223,7 @@ class Session:
         if claims is not None and resumed:
             for group in claims.groups:
                 hub.registry.join(peer, group)
+        hub.cluster.presence.update(peer)
         self.peer = peer
         self.context = Context(hub, peer)
         self.state = State.OPEN

@@ -1,0 +1,147 @@
+"""This node's place in a cluster of gateways sharing one Redis (`NOWGATE_REDIS_URL`).
+
+Without a Redis URL every part is in-process and nothing here touches the network. With one,
+the node gets a random id and four cluster-wide parts, one module each:
+
+- `nowgate.presence`: which clients are connected where, and which groups have members,
+  kept in Redis with expiry and refreshed by a heartbeat;
+- `nowgate.shared_state`: the `everyone` and group variables, held in Redis, cached here;
+- `nowgate.cluster_calls`: `ctx.find()`, server->client calls and notifications to a client
+  of another node (request/response on that node's own channel);
+- `nowgate.locks`: leases (`ctx.lock(name, seconds)`), SET NX PX in Redis.
+
+Broadcasts cross nodes through `nowgate.backplane`, not here. This module owns the Redis
+client of those parts and their one subscription (this node's channel and the shared-state
+channel), re-established with capped exponential backoff; every (re)subscription reloads
+the shared variables, so a node that missed messages converges. Redis is trusted
+infrastructure: what comes from it is decoded strictly, and a payload that does not decode
+is logged and dropped, never raised into the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .cluster_calls import RemoteCalls
+from .locks import Locks
+from .presence import Presence
+from .shared_state import SharedState
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger("nowgate.cluster")
+
+PREFIX = "nowgate:v1:"
+STATE_CHANNEL = PREFIX + "state"
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+COMMAND_TIMEOUT = 3.0
+
+
+def node_channel(node: str) -> str:
+    return f"{PREFIX}node:{node}"
+
+
+class Cluster:
+    """The cluster-wide parts of one node (in-process when `redis_url` is None)."""
+
+    def __init__(self, hub: Hub, redis_url: str | None) -> None:
+        self.node = secrets.token_hex(8)
+        # Commands give up after a few seconds (a handler must not hang on a stalled Redis);
+        # the subscription has its own connection, idle for as long as the cluster is quiet.
+        self.redis: Redis | None = (
+            Redis.from_url(redis_url, socket_timeout=COMMAND_TIMEOUT,
+                           socket_connect_timeout=COMMAND_TIMEOUT) if redis_url else None
+        )
+        self._subscriber: Redis | None = (
+            Redis.from_url(redis_url, socket_connect_timeout=COMMAND_TIMEOUT) if redis_url else None
+        )
+        settings = hub.settings
+        ttl_ms = int(2 * settings.cluster_heartbeat_interval * 1000)
+        self.presence = Presence(hub, self.redis, self.node, ttl_ms)
+        self.state = SharedState(hub, self.redis, self.node, ttl_ms)
+        self.calls = RemoteCalls(hub, self.redis, self.node, settings.cluster_max_remote_calls)
+        self.locks = Locks(self.redis)
+        self._interval = settings.cluster_heartbeat_interval
+        self._tasks: list[asyncio.Task[None]] = []
+        self.subscribed = asyncio.Event()
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis is not None
+
+    async def start(self) -> None:
+        """Subscribe and load the shared variables before the node says it is ready.
+
+        An unreachable Redis does not stop the node here: it serves its own clients and
+        keeps retrying in the background (start-up checks of the URL are the server's).
+        """
+        if self.redis is None:
+            return
+        self._tasks = [
+            asyncio.create_task(self._subscribe()),
+            asyncio.create_task(self.presence.run(self._interval)),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), 5.0)
+
+    async def withdraw(self) -> None:
+        """The node is draining: its clients leave presence at once, so that they can resume
+        their identities on another node without waiting for the expiry."""
+        await self.presence.withdraw()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.calls.stop()
+        await self.state.stop()
+        for client in (self.redis, self._subscriber):
+            if client is not None:
+                await client.aclose()
+
+    async def _subscribe(self) -> None:
+        assert self._subscriber is not None
+        backoff = BACKOFF_FIRST
+        while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(node_channel(self.node), STATE_CHANNEL)
+                await self.state.resync()
+                self.subscribed.set()
+                backoff = BACKOFF_FIRST
+                async for message in pubsub.listen():
+                    self._receive(message)
+            except RedisError as error:
+                self.subscribed.clear()
+                log.warning("cluster: Redis unreachable (%s), retrying in %.1f s",
+                            type(error).__name__, backoff)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        try:
+            payload = orjson.loads(message["data"])
+            if not isinstance(payload, dict):
+                raise ValueError("not an object")
+            channel = message["channel"]
+            channel = channel.decode() if isinstance(channel, bytes) else channel
+            if channel == STATE_CHANNEL:
+                self.state.receive(payload)
+            else:
+                self.calls.receive(payload)
+        except (ValueError, KeyError, TypeError) as error:
+            log.error("cluster: dropped an undecodable message (%s)", type(error).__name__)
