@@ -1,21 +1,21 @@
 """Handlers of the drag demo (policies/demo.toml): NowJS's syncPosition, hardened.
 
-Convergence when two people drag at once: one writer at a time. `grab()` takes a lock with
-a short lease; only the holder's `syncPosition` moves the shared element, and the server
-relays it to everyone else (never back to the sender). `release()` publishes the final
-position as the everyone-variable `position`, so every page, the releaser included, ends on
-the same value. A script that just calls `syncPosition` takes the lock implicitly when it
-is free.
+Convergence when two people drag at once: one writer at a time. `grab()` takes the lease
+`drag` (`ctx.lock`: in-process on one node, a Redis key across a cluster, so two people on
+two nodes never both hold it); only the holder's `syncPosition` moves the shared element,
+and the server relays it to everyone else (never back to the sender). `release()` publishes
+the final position as the everyone-variable `position`, so every page, the releaser
+included, ends on the same value. A script that just calls `syncPosition` takes the lease
+implicitly when it is free.
 """
 
 from __future__ import annotations
-
-import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nowgate import Context
 
+LOCK = "drag"
 LEASE_SECONDS = 3.0
 MAX_COORDINATE = 10_000
 
@@ -28,57 +28,58 @@ class Position(BaseModel):
 
 class Grant(BaseModel):
     granted: bool
-    position: Position
+    position: Position | None  # None: unknown here (a holder on another node)
     holder: str | None
 
 
-class _Lock:
-    """The drag lock of this process (a demo; a cluster would keep it in Redis)."""
-
-    def __init__(self) -> None:
-        self.holder: str | None = None
-        self.expires = 0.0
-        self.position = Position(left=40, top=40)
-
-    def held_by_other(self, client_id: str) -> bool:
-        if self.holder is not None and time.monotonic() > self.expires:
-            self.holder = None
-        return self.holder is not None and self.holder != client_id
-
-    def take(self, client_id: str) -> None:
-        self.holder = client_id
-        self.expires = time.monotonic() + LEASE_SECONDS
+START = Position(left=40, top=40)
+# Each dragging client's latest position, kept by the node it is connected to (its
+# syncPosition, release and disconnect all run there).
+_DRAGGED: dict[str, Position] = {}
 
 
-LOCK = _Lock()
+def _settled(ctx: Context) -> Position:
+    """Where the box rests: the last released position (a shared variable, cluster-wide)."""
+    value = ctx.everyone.get("position")
+    return START if value is None else Position.model_validate(value)
 
 
 async def grab(ctx: Context) -> Grant:
-    if LOCK.held_by_other(ctx.client_id):
-        return Grant(granted=False, position=LOCK.position, holder=LOCK.holder)
-    LOCK.take(ctx.client_id)
-    return Grant(granted=True, position=LOCK.position, holder=ctx.client_id)
+    lease = ctx.lock(LOCK, LEASE_SECONDS)
+    if not await lease.acquire():
+        # The box is where the holder dragged it: this node knows that if the holder is
+        # its client; otherwise the page has it from the holder's updatePosition calls.
+        holder = await lease.holder()
+        moving = _DRAGGED.get(holder) if holder is not None else None
+        return Grant(granted=False, position=moving, holder=holder)
+    return Grant(granted=True, position=_settled(ctx), holder=ctx.client_id)
 
 
 async def syncPosition(ctx: Context, position: Position) -> bool:
-    if LOCK.held_by_other(ctx.client_id):
+    if not await ctx.lock(LOCK, LEASE_SECONDS).acquire():
         return False
-    LOCK.take(ctx.client_id)
-    LOCK.position = position
     ctx.others.notify("updatePosition", position)
+    _DRAGGED[ctx.client_id] = position
     return True
 
 
 async def release(ctx: Context) -> None:
-    if LOCK.holder == ctx.client_id:
-        LOCK.holder = None
-        ctx.everyone.set("position", LOCK.position)
+    if await ctx.lock(LOCK, LEASE_SECONDS).release():
+        _publish_final(ctx, include_self=True)
 
 
 async def on_disconnect(ctx: Context) -> None:
-    if LOCK.holder == ctx.client_id:
-        LOCK.holder = None
-        ctx.others.set("position", LOCK.position)
+    if await ctx.lock(LOCK, LEASE_SECONDS).release():
+        _publish_final(ctx, include_self=False)
+    _DRAGGED.pop(ctx.client_id, None)
+
+
+def _publish_final(ctx: Context, include_self: bool) -> None:
+    final = _DRAGGED.pop(ctx.client_id, None)
+    if final is None:
+        return
+    audience = ctx.everyone if include_self else ctx.others
+    audience.set("position", final)
 
 
 # Client functions the server may call (stubs: their types validate the clients' answers).
