@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -44,11 +45,20 @@ def _check(path: Path) -> int:
     return 0
 
 
-def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> int:
+def _serve(
+    policy_path: Path, host: str, port: int, static_dir: Path | None, workers: int = 1
+) -> int:
     from .application import create_app
     from .server import serve
+    from .workers import REQUIRES_REDIS, run_workers
 
     settings = _settings() if static_dir is None else _settings(static_dir=static_dir)
+    if workers < 1:
+        print("nowgate: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if workers > 1 and not settings.redis_url:
+        print(REQUIRES_REDIS.format(count=workers), file=sys.stderr)
+        return 2
     configure_logging(settings.log_format)
     try:
         policy = load_policy(policy_path)
@@ -57,6 +67,11 @@ def _serve(policy_path: Path, host: str, port: int, static_dir: Path | None) -> 
         return 2
     if not settings.secret_keys:
         log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
+    if workers > 1:
+        def serve_worker(worker_settings: Settings, sock: socket.socket) -> None:
+            serve(create_app(worker_settings, policy), worker_settings, host, port, [sock])
+
+        return run_workers(workers, settings, host, port, serve_worker)
     serve(create_app(settings, policy), settings, host, port)
     return 0
 
@@ -76,12 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="directory of the site's own files, served at / (default: NOWGATE_STATIC_DIR)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on this port, one cluster through NOWGATE_REDIS_URL (required when "
+        "more than 1); default 1",
+    )
     check = commands.add_parser("check", help="validate a policy against its handlers")
     check.add_argument("policy", type=Path)
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.policy)
-    return _serve(args.policy, args.host, args.port, args.static)
+    return _serve(args.policy, args.host, args.port, args.static, args.workers)
 
 
 if __name__ == "__main__":

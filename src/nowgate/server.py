@@ -87,7 +87,14 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
     )
 
 
-def serve(app: FastAPI, settings: Settings, host: str, port: int) -> None:
+def serve(
+    app: FastAPI,
+    settings: Settings,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Run one gateway process; `sockets`: an already listening socket (`--workers`)."""
     if settings.metrics_port is not None:
         METRICS.serve(settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
@@ -98,4 +105,4 @@ def serve(app: FastAPI, settings: Settings, host: str, port: int) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    GatewayServer(uvicorn_config(app, settings, host, port), app.state.hub).run()
+    GatewayServer(uvicorn_config(app, settings, host, port), app.state.hub).run(sockets)

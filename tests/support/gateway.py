@@ -47,8 +47,10 @@ class Gateway:
         env: dict[str, str] | None = None,
         port: int | None = None,
         host: str = "127.0.0.1",
+        args: tuple[str, ...] = (),
     ) -> None:
         self.policy = policy
+        self.args = args  # more `serve` options, e.g. ("--workers", "2")
         self.host = host
         self.port = port or free_port(host)
         self.env = {
@@ -89,6 +91,7 @@ class Gateway:
                 self.host,
                 "--port",
                 str(self.port),
+                *self.args,
             ],
             cwd=REPO,
             env=env,
