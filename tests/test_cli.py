@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nowgate.__main__ import main
+from nowgate.__main__ import main, parser
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = Path("tests") / "fixtures" / "broken"
@@ -121,4 +122,52 @@ def test_usage_errors_exit_with_status_2(
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
-    assert "usage: python -m nowgate" in capsys.readouterr().err
+    assert "usage: nowgate" in capsys.readouterr().err
+
+
+def test_every_subcommand_and_option_has_help_text() -> None:
+    root = parser()
+    (commands,) = [a for a in root._actions if isinstance(a, argparse._SubParsersAction)]
+    assert {choice.dest for choice in commands._choices_actions} >= {"serve", "check"}
+    for choice in commands._choices_actions:
+        assert choice.help, choice.dest
+        for action in commands.choices[choice.dest]._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{choice.dest} {action.option_strings or action.dest}"
+
+
+def test_the_console_script_and_python_m_print_the_same_help() -> None:
+    script = Path(sys.executable).parent / "nowgate"
+    for command in ([str(script)], [sys.executable, "-m", "nowgate"]):
+        result = subprocess.run([*command, "serve", "--help"], cwd=REPO, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "--tune-gc, --no-tune-gc" in result.stdout
+        assert "usage: nowgate serve" in result.stdout
+
+
+def test_importing_the_client_does_not_load_the_server_stack() -> None:
+    probe = (
+        "import sys, nowgate.client\n"
+        "print(sorted(m for m in ('fastapi', 'starlette', 'uvicorn', 'redis', "
+        "'prometheus_client', 'slowapi') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_library_leaves_the_process_gc_settings_alone() -> None:
+    # Only `nowgate serve --tune-gc` changes them: building an application does not.
+    probe = (
+        "import gc; before = gc.get_threshold()\n"
+        "from pathlib import Path\n"
+        "import nowgate\n"
+        "app = nowgate.create_app(nowgate.Settings(), "
+        "nowgate.load_policy(Path('policies/demo.toml')))\n"
+        "import nowgate.server\n"
+        "print(gc.get_threshold() == before, gc.get_freeze_count())"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "True 0"

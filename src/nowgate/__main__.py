@@ -1,4 +1,8 @@
-"""Command line: `python -m nowgate serve --policy PATH`, `python -m nowgate check PATH`."""
+"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH` (or `python -m nowgate`).
+
+One `add_<command>` function declares each subcommand's options and sets the function
+that runs it (`args.run`); a new subcommand is one more such function in `COMMANDS`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from .errors import PolicyFileError
 from .logs import configure_logging
-from .policy import load_policy
+from .policy import Policy, load_policy
 from .settings import Settings
 
 log = logging.getLogger("nowgate")
@@ -31,60 +36,59 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(f"nowgate: invalid settings: {problems}") from None
 
 
-def _check(path: Path) -> int:
+def _policy(path: Path) -> Policy | None:
     try:
-        policy = load_policy(path)
+        return load_policy(path)
     except PolicyFileError as error:
         print(f"nowgate: policy refused: {error}", file=sys.stderr)
+        return None
+
+
+# check ------------------------------------------------------------------------------------
+
+
+def add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "check",
+        help="validate a policy against its handlers",
+        description="Load a policy and its handler module as `serve` would; exit 0 if it "
+        "is accepted, 2 with the file and key of the first problem if not.",
+    )
+    check.add_argument("policy", type=Path, help="the policy file (TOML)")
+    check.set_defaults(run=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    policy = _policy(args.policy)
+    if policy is None:
         return 2
     print(
-        f"{path}: ok ({len(policy.functions)} functions, "
+        f"{args.policy}: ok ({len(policy.functions)} functions, "
         f"{len(policy.client_functions)} client functions, "
         f"{len(policy.variables)} client-writable variables)"
     )
     return 0
 
 
-def _serve(
-    policy_path: Path, host: str, port: int, static_dir: Path | None, workers: int = 1
-) -> int:
-    from .application import create_app
-    from .server import serve
-    from .workers import REQUIRES_REDIS, run_workers
-
-    settings = _settings() if static_dir is None else _settings(static_dir=static_dir)
-    if workers < 1:
-        print("nowgate: --workers must be 1 or more", file=sys.stderr)
-        return 2
-    if workers > 1 and not settings.redis_url:
-        print(REQUIRES_REDIS.format(count=workers), file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format)
-    try:
-        policy = load_policy(policy_path)
-    except PolicyFileError as error:
-        print(f"nowgate: policy refused: {error}", file=sys.stderr)
-        return 2
-    if not settings.secret_keys:
-        log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
-    if workers > 1:
-        def serve_worker(worker_settings: Settings, sock: socket.socket) -> None:
-            serve(create_app(worker_settings, policy), worker_settings, host, port, [sock])
-
-        return run_workers(workers, settings, host, port, serve_worker)
-    serve(create_app(settings, policy), settings, host, port)
-    return 0
+# serve ------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    # Handler modules named in policies are imported relative to the working directory.
-    sys.path.insert(0, os.getcwd())
-    parser = argparse.ArgumentParser(prog="python -m nowgate", description="nowgate gateway")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--policy", type=Path, required=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the stand-alone gateway under uvicorn with its WebSocket limits. "
+        "Every other setting comes from NOWGATE_* environment variables (see the README).",
+    )
+    serve.add_argument(
+        "--policy", type=Path, required=True, help="the policy file (TOML) naming the handlers"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
     serve.add_argument(
         "--static",
         type=Path,
@@ -92,18 +96,78 @@ def main(argv: list[str] | None = None) -> int:
         help="directory of the site's own files, served at / (default: NOWGATE_STATIC_DIR)",
     )
     serve.add_argument(
+        "--tune-gc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="freeze start-up objects and collect young objects less often, for many "
+        "connections; process-wide (default: on)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="processes on this port, one cluster through NOWGATE_REDIS_URL (required when "
-        "more than 1); default 1",
+        help="processes serving this one port as one cluster through NOWGATE_REDIS_URL "
+        "(required when more than 1) (default: %(default)s)",
     )
-    check = commands.add_parser("check", help="validate a policy against its handlers")
-    check.add_argument("policy", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "check":
-        return _check(args.policy)
-    return _serve(args.policy, args.host, args.port, args.static, args.workers)
+    serve.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .application import create_app
+    from .server import serve, tune_gc
+    from .workers import REQUIRES_REDIS, run_workers
+
+    settings = _settings() if args.static is None else _settings(static_dir=args.static)
+    if args.workers < 1:
+        print("nowgate: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not settings.redis_url:
+        print(REQUIRES_REDIS.format(count=args.workers), file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    policy = _policy(args.policy)
+    if policy is None:
+        return 2
+    if not settings.secret_keys:
+        log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
+    if args.workers > 1:
+        # Each worker builds its own gateway after the fork (its own loop, hub, Redis).
+        def serve_worker(worker_settings: Settings, sock: socket.socket) -> None:
+            app = create_app(worker_settings, policy)
+            if args.tune_gc:
+                tune_gc()
+            serve(app, app.state.gateway, args.host, args.port, [sock])
+
+        return run_workers(args.workers, settings, args.host, args.port, serve_worker)
+    app = create_app(settings, policy)
+    if args.tune_gc:
+        tune_gc()
+    serve(app, app.state.gateway, args.host, args.port)
+    return 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    add_serve,
+    add_check,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="nowgate", description="nowgate: a hardened realtime gateway"
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Handler modules named in policies are imported relative to the working directory.
+    sys.path.insert(0, os.getcwd())
+    args = parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,4 +1,15 @@
-"""create_app(): the FastAPI application of one gateway process."""
+"""The gateway as parts of a FastAPI application: `Gateway`, and `create_app()` built on it.
+
+Embedding in your own application (the router adds two routes, nothing catches all):
+
+    gateway = Gateway(load_policy("policies/chat.toml"))
+    app = FastAPI(lifespan=gateway.lifespan)
+    app.include_router(gateway.router)      # the WebSocket at /ws, the browser client at /nowjs/
+    gateway.add_middleware(app)             # optional: probes, Host check, headers, HTTP limit
+
+`create_app()` is the stand-alone gateway `nowgate serve` runs: the same parts, plus the
+site's own static files at / when `static_dir` is set.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +17,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from slowapi import Limiter
-from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import SlowAPIMiddleware
-from slowapi.util import get_remote_address
+from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from .endpoint import websocket_endpoint
 from .headers import SecurityHeadersMiddleware
+from .httplimit import HttpRateLimit
 from .hub import Hub
 from .policy import Policy
 from .probes import HealthProbes
@@ -27,11 +34,37 @@ from .settings import Settings
 from .static import CLIENT_PREFIX, StaticJail, browser_client_dir
 
 
-def create_app(settings: Settings, policy: Policy) -> FastAPI:
-    hub = Hub(settings, policy)
+class Gateway:
+    """One gateway: its shared state (`hub`), its routes (`router`) and its `lifespan`.
+
+    `lifespan` starts the backplane (with `redis_url`) and the sweeper that closes expired
+    and idle connections; without it neither runs. To combine it with your own:
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with gateway.lifespan(app):
+                ...  # your start-up
+                yield
+    """
+
+    def __init__(self, policy: Policy, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.policy = policy
+        self.hub = Hub(self.settings, policy)
+        self.router = APIRouter()
+        self.router.routes.append(WebSocketRoute(self.settings.ws_path, self.websocket_endpoint))
+        # The gateway's own files carry its security headers whatever the host's middleware.
+        client = SecurityHeadersMiddleware(
+            StaticFiles(StaticJail(browser_client_dir()), prefix=CLIENT_PREFIX)
+        )
+        self.router.routes.append(Route(f"{CLIENT_PREFIX}/{{path:path}}", client))
+
+    async def websocket_endpoint(self, websocket: WebSocket) -> None:
+        await websocket_endpoint(websocket, self.hub)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        hub = self.hub
         await hub.backplane.start(hub.receive_remote)
         await hub.cluster.start()
         sweeper = asyncio.create_task(hub.connections.sweep_expired())
@@ -39,46 +72,45 @@ def create_app(settings: Settings, policy: Policy) -> FastAPI:
             yield
         finally:
             sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
             await hub.cluster.stop()
             await hub.backplane.stop()
 
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.state.hub = hub
+    def add_middleware(self, app: Starlette) -> None:
+        """The gateway's HTTP layer around all of `app`, outermost first: /healthz and
+        /readyz, the security headers (a strict same-origin CSP: check your pages allow
+        it), the `allowed_hosts` check, and the per-address HTTP rate limit (`http_rate`).
 
-    # slowapi limits every HTTP request per client address, one budget shared by all
-    # routes and static files (a per-path budget could be dodged by varying the path);
-    # WebSocket traffic is limited by app.ratelimit.
-    limiter = Limiter(
-        key_func=get_remote_address,
-        application_limits=[settings.http_rate],
-        key_style="url",
-        storage_uri=settings.rate_limit_storage,
-        headers_enabled=False,
-    )
-    app.state.limiter = limiter
-    app.add_exception_handler(RateLimitExceeded, _too_many_requests)  # type: ignore[arg-type]
-    app.add_middleware(SlowAPIMiddleware)
-
-    app.add_api_websocket_route(settings.ws_path, websocket_endpoint)
-    app.router.routes.append(
-        Route(
-            f"{CLIENT_PREFIX}/{{path:path}}",
-            _StaticFiles(StaticJail(browser_client_dir()), prefix=CLIENT_PREFIX),
+        Call it after adding your own middleware (the last added is the outermost). To
+        take a part only, add it yourself: `nowgate.headers.SecurityHeadersMiddleware`,
+        `nowgate.httplimit.HttpRateLimit`, `nowgate.probes.HealthProbes`.
+        """
+        settings = self.settings
+        app.add_middleware(
+            HttpRateLimit, rate=settings.http_rate, storage_uri=settings.rate_limit_storage
         )
-    )
+        if settings.allowed_hosts:
+            app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+        app.add_middleware(SecurityHeadersMiddleware)
+        app.add_middleware(HealthProbes, hub=self.hub)  # outside the limit and the headers
+
+
+def create_app(settings: Settings, policy: Policy) -> FastAPI:
+    """The stand-alone gateway: `Gateway`'s routes and HTTP layer, the site at / if set."""
+    gateway = Gateway(policy, settings)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=gateway.lifespan)
+    app.state.gateway = gateway
+    app.include_router(gateway.router)
     if settings.static_dir is not None:
-        app.router.routes.append(
-            Route("/{path:path}", _StaticFiles(StaticJail(settings.static_dir)))
-        )
-    if settings.allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
-    app.add_middleware(HealthProbes, hub=hub)
-    app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost, on every answer
+        site = StaticFiles(StaticJail(settings.static_dir))
+        app.router.routes.append(Route("/{path:path}", site))  # last: after every other route
+    gateway.add_middleware(app)
     return app
 
 
-class _StaticFiles:
-    """The static jail as a route endpoint (not a mount), so that slowapi sees and limits it.
+class StaticFiles:
+    """The static jail as a route endpoint (not a mount), so that a route-aware HTTP
+    middleware sees it.
 
     `prefix` is what a Mount would add to `root_path`: the jail strips it from the path.
     """
@@ -93,9 +125,3 @@ class _StaticFiles:
         if self._prefix:
             scope = {**scope, "root_path": scope.get("root_path", "") + self._prefix}
         await self._jail(scope, receive, send)
-
-
-async def _too_many_requests(request: Request, exc: RateLimitExceeded) -> Response:
-    return JSONResponse(
-        {"error": "Too many requests"}, status_code=429, headers={"Retry-After": "60"}
-    )

@@ -5,6 +5,12 @@ and the session's worker (calls, in order). Whichever of reader and writer ends 
 the connection; the session then cleans up. Under `nowgate.server` the outbox writes to the
 socket itself (`nowgate.fanout`), and the writer only steps in when the socket is backed up
 and to send the close frame.
+
+The frame-size, compression and ping limits are the server's to apply, before a frame
+reaches any application: `nowgate.server` configures uvicorn with them and marks each
+WebSocket scope with `LIMITS_APPLIED`. Under any other server (`uvicorn mymodule:app` gets
+16 MiB frames and permessage-deflate), production mode refuses the handshake and logs how
+to run the gateway; development mode serves it and warns once.
 """
 
 from __future__ import annotations
@@ -31,12 +37,34 @@ log = logging.getLogger("nowgate.endpoint")
 
 WRITER_FLUSH_SECONDS = 2.0
 STALLED_POLL_SECONDS = 0.5
+# The scope extension `nowgate.server` adds: this server applies the gateway's limits.
+LIMITS_APPLIED = "nowgate.limits_applied"
+HOW_TO_RUN = (
+    "run the gateway with `nowgate serve`, or your application with "
+    "`nowgate.serve(app, gateway, host, port)`, which configure uvicorn with the gateway's "
+    "frame-size, compression and ping limits"
+)
+_logged: set[str] = set()
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    hub: Hub = websocket.app.state.hub
+async def websocket_endpoint(websocket: WebSocket, hub: Hub) -> None:
     settings = hub.settings
     address = websocket.client.host if websocket.client else "unknown"
+    if LIMITS_APPLIED not in (websocket.scope.get("extensions") or {}):
+        if settings.mode == "production":
+            _log_once(
+                logging.ERROR,
+                "production mode refuses WebSockets from a server that does not apply the "
+                "gateway's limits (uvicorn's defaults: 16 MiB frames, permessage-deflate): "
+                + HOW_TO_RUN,
+            )
+            await websocket.close(code=1008)  # before accept(): the handshake gets HTTP 403
+            return
+        _log_once(
+            logging.WARNING,
+            "this server does not apply the gateway's WebSocket limits: "
+            + HOW_TO_RUN + " (production mode refuses such connections)",
+        )
     origin = websocket.headers.get("origin")
     # The scheme is the one uvicorn derived (from X-Forwarded-Proto only behind a trusted
     # proxy); the Host header is the one the browser put beside Origin.
@@ -84,6 +112,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         await session.finish()
+
+
+def _log_once(level: int, message: str) -> None:
+    """Once per process: every refused handshake would flood the log with the same advice."""
+    if message not in _logged:
+        _logged.add(message)
+        log.log(level, message)
 
 
 async def _read(websocket: WebSocket, session: Session, hello_timeout: float) -> None:

@@ -1,7 +1,11 @@
-"""Running the gateway under uvicorn, with a graceful shutdown that speaks the protocol.
+"""Running the gateway under uvicorn: its limits, and a shutdown that speaks the protocol.
 
-uvicorn's own shutdown closes WebSockets with 1012; PROTOCOL.md promises 1001 ("reconnect
-later with your token") after in-flight calls have had `shutdown_grace` seconds to finish.
+`serve(app, gateway, host, port)` runs the stand-alone app or your own app embedding a
+`Gateway`. uvicorn is configured with the gateway's frame-size, compression and ping
+limits, and every WebSocket scope is marked as served with them (production mode refuses
+WebSockets from servers that are not). uvicorn's own shutdown closes WebSockets with 1012;
+the protocol promises 1001 ("reconnect later with your token") after in-flight calls have
+had `shutdown_grace` seconds to finish.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ import logging
 import socket
 
 import uvicorn
-from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from .endpoint import websocket_endpoint
+from .application import Gateway
+from .endpoint import LIMITS_APPLIED
 from .hub import Hub
 from .metrics import METRICS
 from .settings import Settings
@@ -41,34 +45,40 @@ class GatewayServer(uvicorn.Server):
 
 
 class WebSocketFastPath:
-    """uvicorn's application: the WebSocket path straight to the endpoint, the rest to FastAPI.
+    """uvicorn's application: the gateway's WebSocket path straight to its endpoint, the
+    rest to the application; every WebSocket scope marked `LIMITS_APPLIED`.
 
-    The HTTP middleware (probes, security headers, slowapi, exception pages) never acts on a
-    WebSocket, but each layer's frame would stay alive for the whole connection.
+    The HTTP middleware (probes, security headers, rate limit, exception pages) never acts
+    on a WebSocket, but each layer's frame would stay alive for the whole connection.
     """
 
-    def __init__(self, app: FastAPI, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self._app = app
+        settings = gateway.settings
         self._path = settings.ws_path
 
         async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-            await websocket_endpoint(WebSocket(scope, receive, send))
+            await gateway.websocket_endpoint(WebSocket(scope, receive, send))
 
         self._endpoint: ASGIApp = endpoint
         if settings.allowed_hosts:
             self._endpoint = TrustedHostMiddleware(endpoint, list(settings.allowed_hosts))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == self._path:
-            scope["app"] = self._app  # the endpoint finds the hub in app.state
+        if scope["type"] != "websocket":
+            await self._app(scope, receive, send)
+            return
+        scope.setdefault("extensions", {})[LIMITS_APPLIED] = {}
+        if scope["path"] == self._path:
             await self._endpoint(scope, receive, send)
         else:
             await self._app(scope, receive, send)
 
 
-def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """uvicorn with the gateway's WebSocket limits; `app` must mark scopes LIMITS_APPLIED."""
     return uvicorn.Config(
-        WebSocketFastPath(app, settings),
+        app,
         host=host,
         port=port,
         ws=DirectWriteProtocol,
@@ -87,22 +97,32 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
     )
 
 
+def tune_gc() -> None:
+    """Process-wide GC settings for a busy gateway (`nowgate serve --tune-gc`, the default).
+
+    Each connection keeps hundreds of GC-tracked objects alive, and a broadcast allocates
+    an event-loop handle and a future per receiver: with the default gen-0 threshold (700)
+    those get promoted, and full collections (0.3 s at 5,000 clients) rescan every
+    connection. Freeze what start-up built; collect young objects far less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def serve(
-    app: FastAPI,
-    settings: Settings,
+    app: ASGIApp,
+    gateway: Gateway,
     host: str,
     port: int,
     sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Run one gateway process; `sockets`: an already listening socket (`--workers`)."""
+    """Run `app` (which includes `gateway.router`) until SIGTERM or SIGINT, then drain.
+
+    `sockets`: an already listening socket to accept from (`nowgate serve --workers`)."""
+    settings = gateway.settings
     if settings.metrics_port is not None:
         METRICS.serve(settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
-    # Each connection keeps hundreds of GC-tracked objects alive, and a broadcast allocates
-    # an event-loop handle and a future per receiver: with the default gen-0 threshold (700)
-    # those get promoted, and full collections (0.3 s at 5,000 clients) rescan every
-    # connection. Freeze what start-up built; collect young objects far less often.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    GatewayServer(uvicorn_config(app, settings, host, port), app.state.hub).run(sockets)
+    config = uvicorn_config(WebSocketFastPath(app, gateway), settings, host, port)
+    GatewayServer(config, gateway.hub).run(sockets)

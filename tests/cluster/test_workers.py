@@ -29,7 +29,9 @@ def alive(pid: int) -> bool:
 async def test_workers_share_one_port_as_one_cluster_and_stop_together() -> None:
     with redis_server() as url:
         gateway = Gateway(POLICY, env={"NOWGATE_REDIS_URL": url, "TEST_NODE_NAME": "w"},
-                          args=("--workers", "2"))
+                          command=lambda host, port: [
+                              sys.executable, "-m", "nowgate", "serve", "--policy", str(POLICY),
+                              "--host", host, "--port", str(port), "--workers", "2"])
         with gateway:
             clients: dict[int, NowClient] = {}
             openings = []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -39,7 +40,11 @@ def terminate(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int
 
 
 class Gateway:
-    """One gateway process; `stop()` then `start()` restarts it on the same port and key."""
+    """One gateway process; `stop()` then `start()` restarts it on the same port and key.
+
+    By default `python -m nowgate serve --policy POLICY`; `command(host, port)` runs
+    something else that serves the gateway (plain uvicorn, an embedding application).
+    """
 
     def __init__(
         self,
@@ -47,10 +52,12 @@ class Gateway:
         env: dict[str, str] | None = None,
         port: int | None = None,
         host: str = "127.0.0.1",
-        args: tuple[str, ...] = (),
+        command: Callable[[str, int], list[str]] | None = None,
+        cwd: Path = REPO,
     ) -> None:
         self.policy = policy
-        self.args = args  # more `serve` options, e.g. ("--workers", "2")
+        self.command = command or self._serve
+        self.cwd = cwd
         self.host = host
         self.port = port or free_port(host)
         self.env = {
@@ -77,23 +84,15 @@ class Gateway:
     def log(self) -> str:
         return Path(self._log_path).read_text(encoding="utf-8", errors="replace")
 
+    def _serve(self, host: str, port: int) -> list[str]:
+        return [sys.executable, "-m", "nowgate", "serve", "--policy", str(self.policy),
+                "--host", host, "--port", str(port)]
+
     def start(self, timeout: float = 20.0) -> Gateway:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nowgate",
-                "serve",
-                "--policy",
-                str(self.policy),
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                *self.args,
-            ],
-            cwd=REPO,
+            self.command(self.host, self.port),
+            cwd=self.cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
