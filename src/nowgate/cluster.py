@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from .cluster_calls import RemoteCalls
 from .locks import Locks
+from .metrics import METRICS
 from .presence import Presence
 from .shared_state import SharedState
 
@@ -123,10 +124,13 @@ class Cluster:
                 async for message in pubsub.listen():
                     self._receive(message)
             except RedisError as error:
-                self.subscribed.clear()
+                METRICS.cluster_redis_errors.labels("subscription").inc()
                 log.warning("cluster: Redis unreachable (%s), retrying in %.1f s",
                             type(error).__name__, backoff)
+            except Exception:
+                log.exception("cluster: the subscription failed, retrying in %.1f s", backoff)
             finally:
+                self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)

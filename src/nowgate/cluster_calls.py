@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from .errors import ClientCallError
 from .fanout import encode
+from .metrics import METRICS
 from .presence import PresenceRecord
 from .validation import validate_result
 
@@ -105,6 +106,7 @@ class RemoteCalls:
         try:
             receivers = await self._redis.publish(node_channel(node), message)
         except RedisError:
+            METRICS.cluster_redis_errors.labels("calls").inc()
             raise ClientCallError("the cluster is unreachable") from None
         return bool(receivers)
 
@@ -144,6 +146,9 @@ class RemoteCalls:
             answer["result"] = declared.result.dump_python(result, mode="json")
         except (ClientCallError, ValueError) as error:
             answer["error"] = str(error)
+        except Exception:
+            log.exception("cluster: a call for another node failed")
+            answer["error"] = "the call failed on the client's node"
         try:
             await self._publish(str(message["from"]), encode(answer))
         except ClientCallError:

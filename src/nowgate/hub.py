@@ -199,8 +199,8 @@ class Hub:
 
     def _group_emptied(self, group: str) -> None:
         # In a cluster the group may have members elsewhere: its variables expire in Redis
-        # once no node renews them (nowgate.shared_state), and leave this cache with them.
-        if not self.cluster.enabled:
+        # once no node renews them, and leave this cache with them (nowgate.shared_state).
+        if not self.cluster.state.keeps_group(group):
             self.variables.drop_group(group)
 
     def issue_token(self, peer: Peer) -> str:

@@ -24,6 +24,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .metrics import METRICS
 from .naming import check_variable_name
 
 log = logging.getLogger("nowgate.locks")
@@ -69,6 +70,7 @@ class Locks:
             return bool(await self._acquire(keys=[PREFIX + name],
                                             args=[holder, max(int(seconds * 1000), 1)]))
         except RedisError:
+            METRICS.cluster_redis_errors.labels("locks").inc()
             log.warning("locks: Redis unreachable; %r not granted", name)
             return False
 

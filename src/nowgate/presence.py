@@ -32,6 +32,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .metrics import METRICS
 from .registry import Peer
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ class Presence:
             return bool(await self._redis.set(client_key(client_id), record, nx=True,
                                               px=self.ttl_ms))
         except RedisError:
-            log.warning("presence: Redis unreachable; %s checked on this node only", client_id)
+            METRICS.cluster_redis_errors.labels("presence").inc()
+            log.warning("presence: Redis unreachable; an identity checked on this node only")
             return True
 
     async def record(self, client_id: str) -> PresenceRecord | None:
@@ -170,10 +172,15 @@ class Presence:
             await operation
         except RedisError as error:
             # Presence expires on its own; the next heartbeat rewrites all of it.
+            METRICS.cluster_redis_errors.labels("presence").inc()
             self._dirty.clear()
             self._left.clear()
             log.warning("presence: Redis unreachable (%s); retrying at the next heartbeat",
                         type(error).__name__)
+        except Exception:
+            self._dirty.clear()
+            self._left.clear()
+            log.exception("presence: a heartbeat failed; retrying at the next one")
 
     async def heartbeat(self) -> None:
         """Rewrite every local client's record and renew every expiry this node relies on."""

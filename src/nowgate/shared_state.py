@@ -35,6 +35,7 @@ from pydantic_core import to_jsonable_python
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .metrics import METRICS
 from .variables import EVERYONE, GROUP_PREFIX
 
 if TYPE_CHECKING:
@@ -91,18 +92,26 @@ class SharedState:
         self._redis = redis
         self._node = node
         self._ttl_ms = ttl_ms
-        self._json: dict[Key, str] = {}  # the cached values' JSON, to compare writes with
+        # The cached values' JSON per scope and path, to compare writes with.
+        self._json: dict[str, dict[str, str]] = {}
         self._versions: dict[Key, int] = {}
+        # How many writes this node made to each variable: a published write of this node
+        # that an own later write already superseded is not applied again (no going back).
+        self._local_writes: dict[Key, int] = {}
         # This node's writes not yet in Redis, in order, coalesced per variable.
         self._pending: dict[Key, str | None] = {}
         self._pending_without: dict[Key, str | None] = {}
         self._unsynced: set[Key] = set()
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._writer: asyncio.Task[None] | None = None
         if redis is not None:
             self._write_script = redis.register_script(_WRITE)
             self._seed_script = redis.register_script(_SEED)
+
+    def keeps_group(self, group: str) -> bool:
+        """Whether the group's variables stay cached after its last local member left (in a
+        cluster they live while the group has members anywhere)."""
+        return bool(self._json.get(GROUP_PREFIX + group))
 
     # Writes of this node ----------------------------------------------------------------
 
@@ -112,15 +121,23 @@ class SharedState:
             return
         key = (scope, path)
         encoded = None if deleted else value_json(value)
-        if encoded is None:
-            self._json.pop(key, None)
-        else:
-            self._json[key] = encoded
+        self._cache(key, encoded)
+        self._local_writes[key] = self._local_writes.get(key, 0) + 1
         self._pending[key] = encoded
         self._pending_without[key] = without
-        self._wake.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
+
+    def _cache(self, key: Key, encoded: str | None) -> None:
+        scope, path = key
+        if encoded is not None:
+            self._json.setdefault(scope, {})[path] = encoded
+            return
+        values = self._json.get(scope)
+        if values is not None:
+            values.pop(path, None)
+            if not values:
+                del self._json[scope]
 
     async def _write_pending(self) -> None:
         while self._pending:
@@ -130,6 +147,7 @@ class SharedState:
                 try:
                     await self._send(pending, withouts)
                 except RedisError:
+                    METRICS.cluster_redis_errors.labels("shared_state").inc()
                     self._unsynced.update(pending)
                     log.warning("shared state: Redis unreachable; %d write(s) applied on this "
                                 "node only until it is back", len(pending))
@@ -137,10 +155,11 @@ class SharedState:
     async def _send(self, writes: dict[Key, str | None], withouts: dict[Key, str | None]) -> None:
         assert self._redis is not None
         pipe = self._redis.pipeline(transaction=False)
-        for (scope, path), encoded in writes.items():
-            message = {"node": self._node, "scope": scope, "path": path,
-                       "deleted": encoded is None, "without": withouts.get((scope, path)),
-                       "value": encoded}
+        for key, encoded in writes.items():
+            scope, path = key
+            message = {"node": self._node, "seq": self._local_writes.get(key, 0),
+                       "scope": scope, "path": path, "deleted": encoded is None,
+                       "without": withouts.get(key), "value": encoded}
             await self._write_script(
                 keys=[VALUES + scope, VERSIONS + scope],
                 args=[path, encoded or "", "1" if encoded is None else "0",
@@ -163,6 +182,10 @@ class SharedState:
         if version <= self._versions.get(key, 0):
             return  # older than what this node holds
         self._versions[key] = version
+        if message.get("node") == self._node and message.get("seq") != self._local_writes.get(
+            key
+        ):
+            return  # this node wrote the variable again since: that write follows
         encoded = None if message["deleted"] else message["value"]
         if encoded is not None and not isinstance(encoded, str):
             raise ValueError("malformed value")
@@ -171,15 +194,12 @@ class SharedState:
 
     def _apply(self, key: Key, encoded: str | None, without: str | None) -> None:
         """Make the cache hold `encoded`; tell local members only if that changes what they hold."""
-        if self._json.get(key) == encoded:
-            return
         scope, path = key
-        if encoded is None:
-            self._json.pop(key, None)
-            self._hub.apply_shared_variable(scope, path, None, True, without)
-        else:
-            self._json[key] = encoded
-            self._hub.apply_shared_variable(scope, path, orjson.loads(encoded), False, without)
+        if self._json.get(scope, {}).get(path) == encoded:
+            return
+        value = None if encoded is None else orjson.loads(encoded)
+        self._cache(key, encoded)
+        self._hub.apply_shared_variable(scope, path, value, encoded is None, without)
 
     # Start-up, reconnection, expiry --------------------------------------------------------
 
@@ -188,45 +208,48 @@ class SharedState:
         load every scope from Redis and make the cache (and local clients) match it."""
         assert self._redis is not None
         async with self._lock:
-            unsynced = {key: self._json.get(key) for key in self._unsynced}
+            unsynced = {key: self._json.get(key[0], {}).get(key[1]) for key in self._unsynced}
             if unsynced:
                 await self._send(unsynced, {})
                 self._unsynced.clear()
             pipe = self._redis.pipeline(transaction=False)
-            for (scope, path), encoded in self._json.items():
-                await self._seed_script(
-                    keys=[VALUES + scope, VERSIONS + scope],
-                    args=[path, encoded, self._versions.get((scope, path), 1),
-                          0 if scope == EVERYONE else self._ttl_ms],
-                    client=pipe,
-                )
+            for scope, values in self._json.items():
+                for path, encoded in values.items():
+                    await self._seed_script(
+                        keys=[VALUES + scope, VERSIONS + scope],
+                        args=[path, encoded, self._versions.get((scope, path), 1),
+                              0 if scope == EVERYONE else self._ttl_ms],
+                        client=pipe,
+                    )
             await pipe.execute()
             await self._load()
 
     async def _load(self) -> None:
         assert self._redis is not None
-        scopes = [key.decode()[len(VERSIONS):]
-                  async for key in self._redis.scan_iter(match=VERSIONS + "*", count=500)]
-        scopes.append(EVERYONE)
+        scopes = {EVERYONE}
+        async for raw in self._redis.scan_iter(match=VERSIONS + "*", count=500):
+            scope = (raw.decode() if isinstance(raw, bytes) else raw)[len(VERSIONS):]
+            if scope.startswith(GROUP_PREFIX):
+                scopes.add(scope)
+        ordered = sorted(scopes)
         pipe = self._redis.pipeline(transaction=False)
-        for scope in scopes:
+        for scope in ordered:
             pipe.hgetall(VALUES + scope)
             pipe.hgetall(VERSIONS + scope)
         replies = await pipe.execute()
         loaded: dict[Key, str | None] = {}
         versions: dict[Key, int] = {}
-        for index, scope in enumerate(scopes):
-            if not (scope == EVERYONE or scope.startswith(GROUP_PREFIX)):
-                continue
+        for index, scope in enumerate(ordered):
             values, counts = replies[2 * index], replies[2 * index + 1]
             for raw_path, raw_count in counts.items():
                 key = (scope, raw_path.decode())
                 versions[key] = int(raw_count)
                 raw_value = values.get(raw_path)
                 loaded[key] = None if raw_value is None else raw_value.decode()
-        for key in list(self._json):
-            if key not in loaded:
-                self._apply(key, None, None)
+        for scope, cached in list(self._json.items()):
+            for path in list(cached):
+                if (scope, path) not in loaded:
+                    self._apply((scope, path), None, None)
         for key, encoded in loaded.items():
             self._apply(key, encoded, None)
         self._versions = versions
@@ -236,9 +259,9 @@ class SharedState:
         expired in Redis (no member on any node renewed them)."""
         if self._redis is None:
             return
-        cached = {scope for scope, _ in self._json if scope != EVERYONE}
-        renewed = {GROUP_PREFIX + group for group in groups}
-        others = sorted(cached - renewed)
+        renewed = sorted(GROUP_PREFIX + group for group in groups)
+        others = sorted(scope for scope in self._json
+                        if scope != EVERYONE and scope not in set(renewed))
         pipe = self._redis.pipeline(transaction=False)
         for scope in renewed:
             pipe.pexpire(VALUES + scope, self._ttl_ms)
@@ -251,10 +274,13 @@ class SharedState:
                 self._forget(scope)
 
     def _forget(self, scope: str) -> None:
-        for key in [key for key in self._json if key[0] == scope]:
-            self._json.pop(key, None)
-            self._versions.pop(key, None)
-        self._hub.variables.drop_group(scope[len(GROUP_PREFIX):])
+        """A group with no member anywhere: its variables went from Redis, and go from here."""
+        for path in self._json.pop(scope, {}):
+            self._versions.pop((scope, path), None)
+            self._local_writes.pop((scope, path), None)
+        group = scope[len(GROUP_PREFIX):]
+        if not self._hub.registry.has_group(group):
+            self._hub.variables.drop_group(group)
 
     async def stop(self) -> None:
         if self._writer is not None:

@@ -195,6 +195,50 @@ async def test_shared_variables_reach_late_joiners_on_any_node_and_new_nodes(
             assert scores == sorted(scores)
 
 
+async def test_writes_to_a_variable_reach_every_node_in_order_without_going_back(
+    cluster: Cluster,
+) -> None:
+    async with (
+        on_node(cluster, "one") as writer,
+        on_node(cluster, "one") as neighbour,
+        on_node(cluster, "two") as remote,
+    ):
+        await writer.call("countTo", 20)
+        for client in (neighbour, remote):
+            await eventually(lambda client=client: _true(client.vars["everyone"].get("count") == 20))
+        await asyncio.sleep(0.3)  # time for a stale value to arrive
+        for client in (writer, neighbour, remote):
+            counts = [p["value"] for m, p in client.received
+                      if m == "now.set" and p["path"] == "count"]
+            assert counts == sorted(counts) and counts[-1] == 20, str(counts)
+
+
+async def test_a_group_s_variables_go_once_it_has_no_member_on_any_node(
+    cluster: Cluster,
+) -> None:
+    async with on_node(cluster, "one") as writer, on_node(cluster, "two") as member:
+        await writer.call("join", "fleeting")
+        await member.call("join", "fleeting")
+        await writer.call("setRoomTopic", "fleeting", "soon gone")
+        await writer.call("leave", "fleeting")
+        # A member on another node keeps the group, and its variables, alive.
+        await asyncio.sleep(PRESENCE_BOUND + HEARTBEAT)
+        async with on_node(cluster, "three") as joiner:
+            await joiner.call("join", "fleeting")
+            await eventually(lambda: _true(
+                joiner.vars["groups"].get("fleeting") == {"topic": "soon gone"}))
+            await joiner.call("leave", "fleeting")
+        await member.call("leave", "fleeting")
+    # No member anywhere: within the bound (plus one heartbeat to notice) they are gone on
+    # every node, so the room and its state do not pile up (as on one node).
+    await asyncio.sleep(PRESENCE_BOUND + 2 * HEARTBEAT)
+    for name in NODES:
+        async with on_node(cluster, name) as late:
+            await late.call("join", "fleeting")
+            await asyncio.sleep(0.2)
+            assert "fleeting" not in late.vars["groups"]
+
+
 async def test_a_killed_node_leaves_presence_within_the_bound_and_its_clients_answer_at_once(
     cluster: Cluster,
 ) -> None:
