@@ -205,7 +205,8 @@ async def test_writes_to_a_variable_reach_every_node_in_order_without_going_back
     ):
         await writer.call("countTo", 20)
         for client in (neighbour, remote):
-            await eventually(lambda client=client: _true(client.vars["everyone"].get("count") == 20))
+            await eventually(
+                lambda client=client: _true(client.vars["everyone"].get("count") == 20))
         await asyncio.sleep(0.3)  # time for a stale value to arrive
         for client in (writer, neighbour, remote):
             counts = [p["value"] for m, p in client.received
