@@ -1,4 +1,5 @@
-"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH` (or `python -m nowgate`).
+"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH`, `nowgate types PATH`
+(or `python -m nowgate`).
 
 One `add_<command>` function declares each subcommand's options and sets the function
 that runs it (`args.run`); a new subcommand is one more such function in `COMMANDS`.
@@ -7,6 +8,7 @@ that runs it (`args.run`); a new subcommand is one more such function in `COMMAN
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -146,9 +148,49 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# types ------------------------------------------------------------------------------------
+
+
+def add_types(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    types = commands.add_parser(
+        "types",
+        help="TypeScript declarations (and OpenRPC) of a policy's `now`",
+        description="Write the TypeScript declarations of the `now` object a page gets from "
+        "this policy: the server functions it may call, the client functions it must "
+        "implement, the variables it can read.",
+    )
+    types.add_argument("policy", type=Path, help="the policy file (TOML) naming the handlers")
+    types.add_argument(
+        "-o", "--output", type=Path, help="write the declarations here instead of stdout"
+    )
+    types.add_argument(
+        "--openrpc", type=Path, help="also write the contract as an OpenRPC document (JSON)"
+    )
+    types.set_defaults(run=run_types)
+
+
+def run_types(args: argparse.Namespace) -> int:
+    from .contract import ContractError, load_contract, openrpc, typescript
+
+    try:
+        contract = load_contract(args.policy)
+    except (PolicyFileError, ContractError) as error:
+        print(f"nowgate: cannot describe the policy: {error}", file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.write(typescript(contract))
+    else:
+        args.output.write_text(typescript(contract), encoding="utf-8")
+    if args.openrpc is not None:
+        document = json.dumps(openrpc(contract), indent=2) + "\n"
+        args.openrpc.write_text(document, encoding="utf-8")
+    return 0
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     add_serve,
     add_check,
+    add_types,
 )
 
 

@@ -3,10 +3,13 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { readFile } from 'node:fs/promises';
+import * as NowModule from '../../src/nowgate/nowjs/now.mjs';
+import { buildClassic } from '../../scripts/build-nowjs.mjs';
 
-const require = createRequire(import.meta.url);
-const NowJS = require('../../src/nowgate/nowjs/now.js');
-const { createClient, NowError, backoffDelay, memoryStorage } = NowJS;
+// The ES module is the source; the classic now.js is its build (checked below).
+const { createClient, NowError, backoffDelay, memoryStorage } = NowModule;
+const NowJS = createRequire(import.meta.url)('../../src/nowgate/nowjs/now.js');
 
 function fakeTimers() {
   let now = 0, seq = 0;
@@ -635,11 +638,22 @@ describe('events', () => {
 });
 
 describe('module', () => {
+  const API = ['NowError', 'backoffDelay', 'connect', 'createClient', 'createNow', 'memoryStorage', 'webSocketTransport'];
+
   test('loads in Node without a DOM, defines no globals, exports the API', () => {
-    assert.deepEqual(Object.keys(NowJS).sort(),
-      ['NowError', 'backoffDelay', 'connect', 'createClient', 'memoryStorage', 'webSocketTransport']);
+    assert.deepEqual(Object.keys(NowModule).sort(), API);
+    assert.deepEqual(Object.keys(NowJS).sort(), API);
+    assert.equal(NowModule.createClient, NowModule.createNow);
     assert.equal(globalThis.now, undefined);
     assert.equal(globalThis.NowJS, undefined);
+  });
+
+  test('the classic now.js is exactly the build of now.mjs (no drift between the two)', async () => {
+    const dir = new URL('../../src/nowgate/nowjs/', import.meta.url);
+    const [moduleSource, classic] = await Promise.all(
+      [readFile(new URL('now.mjs', dir), 'utf8'), readFile(new URL('now.js', dir), 'utf8')]);
+    assert.equal(classic, buildClassic(moduleSource), 'run: node scripts/build-nowjs.mjs');
+    assert.throws(() => buildClassic(moduleSource + 'export const extra = 1;\n'), /only export/);
   });
 
   test('connect() resolves a path against the page host and uses ws/wss', () => {
@@ -669,7 +683,6 @@ describe('as a plain browser script', () => {
   // Runs now.js the way a <script src="/nowjs/now.js"> tag does: in a fresh global scope
   // with WebSocket, location, document.currentScript and sessionStorage.
   async function loadInPage(attrs = {}) {
-    const { readFile } = await import('node:fs/promises');
     const vm = await import('node:vm');
     const source = await readFile(new URL('../../src/nowgate/nowjs/now.js', import.meta.url), 'utf8');
     const sockets = [];
@@ -727,5 +740,57 @@ describe('as a plain browser script', () => {
     assert.ok(!sockets[1].url.includes('secret-tok'));
     sockets[1].onopen();
     assert.equal(sockets[1].sent[0].params.token, 'secret-tok');
+  });
+});
+
+describe('recovery (wire extension, only when the server offers it)', () => {
+  const STREAM = { stream: { epoch: 'e1', offset: 10 } };
+  const note = (offset, n) => ({ jsonrpc: '2.0', method: 'updatePosition', params: [{ left: n, top: 0 }], offset });
+
+  test('without a stream in the welcome nothing changes: no since, offsets ignored', async () => {
+    const h = harness();
+    const seen = [];
+    h.now.updatePosition = (p) => { seen.push(p.left); };
+    const s = welcome(h);
+    s.push(note(5, 1)); s.push(note(5, 2));
+    s.drop(1006);
+    h.timers.tick(10000);
+    h.socket().h.open();
+    assert.equal('since' in h.socket().last().params, false);
+    assert.deepEqual(seen, [1, 2]);
+  });
+
+  test('resume sends since = last delivered offset; replayed duplicates are dropped', async () => {
+    const h = harness();
+    const seen = [], connects = [];
+    h.now.updatePosition = (p) => { seen.push(p.left); };
+    h.now.on('connect', (i) => connects.push(i.recovered));
+    const s = welcome(h, STREAM);
+    s.push(note(11, 1)); s.push(note(12, 2));
+    s.drop(1006);
+    h.timers.tick(10000);
+    const again = h.socket();
+    again.h.open();
+    const hello = again.last();
+    assert.deepEqual(hello.params.since, { epoch: 'e1', offset: 12 });
+    again.push({ jsonrpc: '2.0', id: hello.id, result: { ...WELCOME, stream: { epoch: 'e1', offset: 14 }, recovered: true, resumed: true } });
+    again.push(note(12, 2)); again.push(note(13, 3)); again.push(note(14, 4)); again.push(note(13, 3));
+    assert.deepEqual(seen, [1, 2, 3, 4], 'each message exactly once, in order');
+    assert.deepEqual(connects, [false, true]);
+  });
+
+  test('a failed recovery (new epoch) starts from the head and says recovered: false', async () => {
+    const h = harness();
+    const seen = [], connects = [];
+    h.now.updatePosition = (p) => { seen.push(p.left); };
+    h.now.on('connect', (i) => connects.push(i.recovered));
+    welcome(h, STREAM).drop(1006);
+    h.timers.tick(10000);
+    const again = h.socket();
+    again.h.open();
+    again.push({ jsonrpc: '2.0', id: again.last().id, result: { ...WELCOME, stream: { epoch: 'e2', offset: 3 }, recovered: false } });
+    again.push(note(3, 0)); again.push(note(4, 1));
+    assert.deepEqual(seen, [1]);
+    assert.deepEqual(connects, [false, false]);
   });
 });

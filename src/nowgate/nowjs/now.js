@@ -1,13 +1,20 @@
 /*! nowgate browser client: the shared `now` namespace over JSON-RPC 2.0 WebSockets (PROTOCOL.md v1).
  *
- * Browser:  <script src="/nowjs/now.js"></script> defines the global `now`, connected to
- *           ws(s)://<page host>/ws (another path or URL: data-url="..."), and `NowJS`.
- *           With data-autoconnect="false" only `NowJS` is defined: now = NowJS.connect({auth, url}).
- * Node:     createRequire(import.meta.url)("./now.js") returns the same NowJS object
- *           ({createClient, connect, NowError, webSocketTransport, memoryStorage, backoffDelay}).
+ * One source, two forms (both served by the gateway under /nowjs/):
+ * - now.mjs, the ES module (the source):
+ *     import { connect } from '/nowjs/now.mjs';
+ *     const now = connect({ url: '/ws', auth: () => myCredential });
+ *   TypeScript: now.d.ts / now.d.mts; connect<Contract>() with the declarations that
+ *   `nowgate types POLICY` writes types every server function, client function and variable.
+ * - now.js, the classic-script build of now.mjs (scripts/build-nowjs.mjs, checked by the
+ *   node tests): <script src="/nowjs/now.js"></script> defines the global `now`, connected to
+ *   ws(s)://<page host>/ws (another path or URL: data-url="..."), and `NowJS`; with
+ *   data-autoconnect="false" only `NowJS` (now = NowJS.connect({auth, url})). CommonJS
+ *   require() of now.js returns the same NowJS object. Both are CSP-clean (no eval, no inline).
  *
- * The protocol core (createClient) does not own its transport: it is given a factory
- * transport(url, {open, receive, close}) -> {send(text), close(code, reason)}, plus storage,
+ * The protocol core (createNow; createClient is its older name) does not own its transport:
+ * it is given a factory transport(url, {open, receive, close}) -> {send(text), close(code,
+ * reason)}, plus storage,
  * timers and random, so tests drive it without a socket. The factory must call its handlers
  * asynchronously (as WebSocket does), never from inside the factory call.
  *
@@ -37,22 +44,21 @@
  *   dispatched only when its name is in the welcome's client_functions AND is an own property
  *   of `now` holding a function: inherited names (constructor, __proto__, toString) never
  *   resolve. Unknown: -32601; a throw or rejection: -32603 with no error text.
+ * - Recovery (wire extension, used only when the server offers it): a welcome carrying
+ *   stream = {epoch, offset} means the server numbers what it sends this client; frames then
+ *   carry a top-level "offset". The client remembers the last offset delivered (in memory: a
+ *   reloaded page starts fresh), sends it as since = {epoch, offset} in the hello of a
+ *   reconnect, drops frames at or below it (each message once), and reads welcome.recovered:
+ *   true = the missed messages follow, in order; false = they are lost and the welcome's vars
+ *   are the state ("connect" then carries recovered: false so the page can re-read). A server
+ *   without history sends none of this; the client then works exactly as before.
  * - Events (now.on / now.off): connect (every welcome), reconnect (every welcome after the
  *   first), disconnect ({code, reason, reconnecting, delay}, only after a welcome), change, error.
  *   Events are not replayed: a script that may run after the welcome (deferred scripts let the
  *   event loop run between them) also checks now.state === "open", or awaits now.ready().
  */
-(function (root, factory) {
-  'use strict';
-  var NowJS = factory();
-  if (typeof module === 'object' && module && module.exports) { module.exports = NowJS; return; }
-  root.NowJS = NowJS;
-  var script = typeof document !== 'undefined' ? document.currentScript : null;
-  if (script && script.getAttribute('data-autoconnect') === 'false') return;
-  if (typeof WebSocket === 'function' && typeof location !== 'undefined') {
-    root.now = NowJS.connect({ url: (script && script.getAttribute('data-url')) || undefined });
-  }
-})(typeof globalThis !== 'undefined' ? globalThis : this, function () {
+// GENERATED from now.mjs by scripts/build-nowjs.mjs: edit now.mjs, then rebuild.
+(function (root) {
   'use strict';
 
   var hasOwn = Function.prototype.call.bind(Object.prototype.hasOwnProperty);
@@ -100,9 +106,9 @@
   }
   function strings(list) { return Array.isArray(list) ? list.filter(function (s) { return typeof s === 'string'; }) : []; }
 
-  function createClient(options) {
+  function createNow(options) {
     var o = options || {};
-    if (typeof o.transport !== 'function') throw new TypeError('createClient: options.transport is required');
+    if (typeof o.transport !== 'function') throw new TypeError('createNow: options.transport is required');
     var url = o.url || '/ws';
     var storage = o.storage || memoryStorage();
     var timers = o.timers || {
@@ -118,6 +124,7 @@
     var state = 'idle', conn = null, gen = null, helloId = null, attempt = 0, retryTimer = null;
     var refusal = null, penalty = false, stopReason = null, everWelcomed = false, info = null;
     var clientFunctions = new Set(), stubs = new Set(), vars = snapshot(null);
+    var position = null; // {epoch, offset} of the last streamed message delivered (recovery)
 
     function loadToken() {
       try { var t = storage.getItem(tokenKey); if (typeof t === 'string' && t) return t; } catch (e) { /* memory */ }
@@ -162,6 +169,7 @@
     function hello() {
       helloId = nextId++;
       var params = { protocol: 1, token: loadToken() }, auth;
+      if (position !== null) params.since = { epoch: position.epoch, offset: position.offset };
       try {
         auth = typeof o.auth === 'function' ? o.auth() : o.auth;
       } catch (e) {
@@ -189,7 +197,8 @@
       clientFunctions = new Set(strings(w.client_functions));
       vars = snapshot(w.vars);
       state = 'open'; attempt = 0;
-      info = { clientId: w.client_id, resumed: w.resumed === true, welcome: w };
+      var recovered = trackStream(w);
+      info = { clientId: w.client_id, resumed: w.resumed === true, recovered: recovered, welcome: w };
       var again = everWelcomed;
       everWelcomed = true;
       var q = queue; queue = [];
@@ -242,7 +251,7 @@
       try { msg = JSON.parse(text); } catch (e) { return; }
       if (!isObj(msg) || msg.jsonrpc !== '2.0') return;
       if (typeof msg.method === 'string') {
-        if (state === 'open') inbound(msg, hasOwn(msg, 'id'));
+        if (state === 'open' && fresh(msg)) inbound(msg, hasOwn(msg, 'id'));
       } else if (hasOwn(msg, 'id') && (hasOwn(msg, 'result') || hasOwn(msg, 'error'))) {
         if (helloId !== null && msg.id === helloId) return welcome(msg);
         var p = pending.get(msg.id);
@@ -250,6 +259,28 @@
         settle(msg.id, p);
         if (hasOwn(msg, 'error')) p.reject(toError(msg.error)); else p.resolve(msg.result);
       }
+    }
+
+    // Recovery: null when the server keeps no history, else whether the missed messages follow.
+    function trackStream(w) {
+      var stream = w.stream;
+      if (!isObj(stream) || typeof stream.epoch !== 'string' || typeof stream.offset !== 'number') {
+        position = null;
+        return null;
+      }
+      var recovered = w.recovered === true;
+      if (!(recovered && position !== null && position.epoch === stream.epoch)) {
+        position = { epoch: stream.epoch, offset: stream.offset }; // start from the head
+      }
+      return recovered;
+    }
+
+    // Each streamed message once: a replay may overlap what was already delivered.
+    function fresh(msg) {
+      if (position === null || typeof msg.offset !== 'number') return true;
+      if (msg.offset <= position.offset) return false;
+      position = { epoch: position.epoch, offset: msg.offset };
+      return true;
     }
 
     function inbound(msg, isRequest) {
@@ -423,9 +454,15 @@
     o.url = resolveUrl(o.url || '/ws');
     o.transport = o.transport || webSocketTransport;
     o.storage = o.storage || sessionStore();
-    return createClient(o);
+    return createNow(o);
   }
 
-  return { createClient: createClient, connect: connect, NowError: NowError,
-    webSocketTransport: webSocketTransport, memoryStorage: memoryStorage, backoffDelay: backoffDelay };
-});
+  var NowJS = { createNow: createNow, createClient: createNow, connect: connect, NowError: NowError, webSocketTransport: webSocketTransport, memoryStorage: memoryStorage, backoffDelay: backoffDelay };
+  if (typeof module === 'object' && module && module.exports) { module.exports = NowJS; return; }
+  root.NowJS = NowJS;
+  var script = typeof document !== 'undefined' ? document.currentScript : null;
+  if (script && script.getAttribute('data-autoconnect') === 'false') return;
+  if (typeof WebSocket === 'function' && typeof location !== 'undefined') {
+    root.now = NowJS.connect({ url: (script && script.getAttribute('data-url')) || undefined });
+  }
+})(typeof globalThis !== 'undefined' ? globalThis : this);
