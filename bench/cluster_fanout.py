@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -73,7 +74,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def redis_server() -> object:
+def redis_server() -> Iterator[str]:
     executable = shutil.which("redis-server")
     if executable is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
@@ -91,7 +92,7 @@ def redis_server() -> object:
 
 
 @contextlib.contextmanager
-def gateways(count: int, redis_url: str, logs: Path) -> object:
+def gateways(count: int, redis_url: str, logs: Path) -> Iterator[tuple[list[str], list[int]]]:
     key = secrets.token_urlsafe(32)
     ports = [free_port() for _ in range(count)]
     processes = []
@@ -109,7 +110,7 @@ def gateways(count: int, redis_url: str, logs: Path) -> object:
             log.close()
         for port, process in zip(ports, processes, strict=True):
             wait_port(port, process)
-        yield [f"ws://127.0.0.1:{port}/ws" for port in ports]
+        yield [f"ws://127.0.0.1:{port}/ws" for port in ports], [p.pid for p in processes]
     finally:
         for process in processes:
             stop(process)
@@ -135,8 +136,15 @@ async def subscribe(connection: ClientConnection, counter: Counter) -> None:
                 counter.delivered += 1
 
 
-async def measure(urls: list[str], n: int, inflight: int, windows: int,
-                  window: float) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (fields 14 and 15 of /proc/PID/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(urls: list[str], pids: list[int], n: int, inflight: int, windows: int,
+                  window: float) -> tuple[list[float], float, float]:
+    """Deliveries/s per window; the load generator's and the servers' CPU share (cores)."""
     counter = Counter()
     subscribers: list[ClientConnection] = []
     for start in range(0, n, 64):  # 64 handshakes in flight
@@ -156,6 +164,7 @@ async def measure(urls: list[str], n: int, inflight: int, windows: int,
 
     answers = asyncio.create_task(drain_answers())
     window_start, window_count = time.monotonic() + 1.0, None  # 1 s warm-up
+    cpu_start: tuple[float, float, float] | None = None
     while len(samples) < windows and time.monotonic() < give_up:
         if (sent - inflight) * n <= counter.delivered:
             sent += 1
@@ -167,6 +176,7 @@ async def measure(urls: list[str], n: int, inflight: int, windows: int,
         now = time.monotonic()
         if window_count is None and now >= window_start:
             window_start, window_count = now, counter.delivered
+            cpu_start = (now, time.process_time(), sum(cpu_seconds(pid) for pid in pids))
         elif window_count is not None and now - window_start >= window:
             samples.append((counter.delivered - window_count) / (now - window_start))
             window_start, window_count = now, counter.delivered
@@ -175,9 +185,12 @@ async def measure(urls: list[str], n: int, inflight: int, windows: int,
     await asyncio.gather(*readers, answers, return_exceptions=True)
     await asyncio.gather(*(c.close() for c in (*subscribers, publisher)),
                          return_exceptions=True)
-    if len(samples) < windows:
+    if len(samples) < windows or cpu_start is None:
         raise RuntimeError(f"stalled: {counter.delivered} deliveries for {sent} calls")
-    return samples
+    wall = time.monotonic() - cpu_start[0]
+    loadgen = (time.process_time() - cpu_start[1]) / wall
+    servers = (sum(cpu_seconds(pid) for pid in pids) - cpu_start[2]) / wall
+    return samples, loadgen, servers
 
 
 def main() -> None:
@@ -196,27 +209,31 @@ def main() -> None:
         uvloop.install()
     counts = [int(p) for p in args.processes.split(",")]
     runs: list[dict[str, object]] = []
+    median_of: dict[tuple[int, int], float] = {}  # (round, processes) -> deliveries/s
     with tempfile.TemporaryDirectory(prefix="nowgate-bench-logs-") as logs:
         for round_index in range(args.rounds):
             for count in counts:
-                with redis_server() as redis_url, gateways(count, redis_url, Path(logs)) as urls:
-                    samples = asyncio.run(measure(urls, args.n, args.inflight, args.windows,
-                                                  args.window))
+                with (
+                    redis_server() as redis_url,
+                    gateways(count, redis_url, Path(logs)) as (urls, pids),
+                ):
+                    samples, loadgen, servers = asyncio.run(measure(
+                        urls, pids, args.n, args.inflight, args.windows, args.window))
                 median = statistics.median(samples)
+                median_of[(round_index, count)] = median
                 runs.append({"round": round_index, "processes": count, "n": args.n,
-                             "windows": samples, "median": median})
+                             "windows": samples, "median": median,
+                             "loadgen_cpu": loadgen, "servers_cpu": servers})
                 print(f"round {round_index} P={count} N={args.n}: {median:,.0f} deliveries/s "
-                      f"(windows {', '.join(f'{s:,.0f}' for s in samples)})", flush=True)
+                      f"(windows {', '.join(f'{s:,.0f}' for s in samples)}; load generator "
+                      f"{loadgen:.0%} of a core, gateways {servers:.0%})", flush=True)
     print("\n| processes | N | deliveries/s, median of rounds | per-round ratio to P=1 |")
     print("|---:|---:|---:|---|")
     for count in counts:
-        medians = [r["median"] for r in runs if r["processes"] == count]
-        ratios = [
-            r["median"] / base["median"]  # type: ignore[operator]
-            for r in runs if r["processes"] == count
-            for base in runs if base["processes"] == counts[0] and base["round"] == r["round"]
-        ]
-        print(f"| {count} | {args.n} | {statistics.median(medians):,.0f} "  # type: ignore[arg-type]
+        rounds = range(args.rounds)
+        medians = [median_of[(r, count)] for r in rounds]
+        ratios = [median_of[(r, count)] / median_of[(r, counts[0])] for r in rounds]
+        print(f"| {count} | {args.n} | {statistics.median(medians):,.0f} "
               f"| {', '.join(f'{x:.2f}' for x in ratios)} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"runs": runs, "load": os.getloadavg()}, indent=1))

@@ -105,6 +105,7 @@ class Cluster:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.presence.close()
         await self.calls.stop()
         await self.state.stop()
         for client in (self.redis, self._subscriber):

@@ -223,6 +223,14 @@ class Presence:
         pipe.pexpire(CLIENTS, self.ttl_ms)
         await pipe.execute()
 
+    async def close(self) -> None:
+        """The node stops: write the disconnections not yet written, remove the rest."""
+        if self._redis is None:
+            return
+        if self._dirty and not self._withdrawn:
+            await self._safely(self._flush())
+        await self.withdraw()
+
     async def withdraw(self) -> None:
         """Remove every client of this node from presence now, and stop writing any."""
         if self._redis is None or self._withdrawn:
