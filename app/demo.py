@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nowgate import Context
+from nowgate import Audience, Context
 
 LOCK = "drag"
 LEASE_SECONDS = 3.0
@@ -33,9 +33,10 @@ class Grant(BaseModel):
 
 
 START = Position(left=40, top=40)
-# Each dragging client's latest position, kept by the node it is connected to (its
-# syncPosition, release and disconnect all run there).
-_DRAGGED: dict[str, Position] = {}
+# This node's clients that took the lease, with their latest position (None before their
+# first move). A holder's grab, syncPosition, release and disconnect all run on its node,
+# and a client that never took the lease costs no Redis round trip when it leaves.
+_HOLDERS: dict[str, Position | None] = {}
 
 
 def _settled(ctx: Context) -> Position:
@@ -50,36 +51,35 @@ async def grab(ctx: Context) -> Grant:
         # The box is where the holder dragged it: this node knows that if the holder is
         # its client; otherwise the page has it from the holder's updatePosition calls.
         holder = await lease.holder()
-        moving = _DRAGGED.get(holder) if holder is not None else None
+        moving = _HOLDERS.get(holder) if holder is not None else None
         return Grant(granted=False, position=moving, holder=holder)
+    _HOLDERS.setdefault(ctx.client_id, None)
     return Grant(granted=True, position=_settled(ctx), holder=ctx.client_id)
 
 
 async def syncPosition(ctx: Context, position: Position) -> bool:
     if not await ctx.lock(LOCK, LEASE_SECONDS).acquire():
         return False
+    _HOLDERS[ctx.client_id] = position
     ctx.others.notify("updatePosition", position)
-    _DRAGGED[ctx.client_id] = position
     return True
 
 
 async def release(ctx: Context) -> None:
-    if await ctx.lock(LOCK, LEASE_SECONDS).release():
-        _publish_final(ctx, include_self=True)
+    await _let_go(ctx, ctx.everyone)
 
 
 async def on_disconnect(ctx: Context) -> None:
-    if await ctx.lock(LOCK, LEASE_SECONDS).release():
-        _publish_final(ctx, include_self=False)
-    _DRAGGED.pop(ctx.client_id, None)
+    await _let_go(ctx, ctx.others)
 
 
-def _publish_final(ctx: Context, include_self: bool) -> None:
-    final = _DRAGGED.pop(ctx.client_id, None)
-    if final is None:
+async def _let_go(ctx: Context, audience: Audience) -> None:
+    """Release the lease if this client holds it, and publish where it left the box."""
+    if ctx.client_id not in _HOLDERS:
         return
-    audience = ctx.everyone if include_self else ctx.others
-    audience.set("position", final)
+    final = _HOLDERS.pop(ctx.client_id)
+    if await ctx.lock(LOCK, LEASE_SECONDS).release() and final is not None:
+        audience.set("position", final)
 
 
 # Client functions the server may call (stubs: their types validate the clients' answers).

@@ -5,15 +5,17 @@
     .venv/bin/python bench/cluster_fanout.py --n 900 --rounds 5
 
 Every configuration is a cluster on one fresh redis-server (`NOWGATE_REDIS_URL` set even
-for one process, so every run takes the same code path: the drag lease in Redis, the
-backplane publish). The N subscribers are split evenly over the P processes; one publisher
-on the first process calls `syncPosition` (policies/bench.toml) in a closed loop: it keeps
-at most `--inflight` calls' worth of deliveries outstanding (it sends again once the
-subscribers together have received all but that many calls' deliveries), so the loop runs
-as fast as the cluster delivers. deliveries/s counts every `updatePosition` received, per
-window; each configuration reports the median of `--windows` windows. Rounds interleave the
+for one process, so every run takes the same code path: local delivery plus the backplane
+publish). The N subscribers are split evenly over the P processes; one publisher on the
+first process calls `relay` (bench/cluster.toml: the demo's syncPosition relay without its
+lease, so no Redis round trip per call) in a closed loop: it keeps at most `--inflight`
+calls' worth of deliveries outstanding (it sends again once the subscribers together have
+received all but that many calls' deliveries), so the loop runs as fast as the cluster
+delivers. deliveries/s counts every `updatePosition` received, per window; each
+configuration reports the median of `--windows` windows. Rounds interleave the
 configurations (1, 2, 3, 1, 2, 3, ...) so that the machine's noise falls on all of them,
-and each round's P=2 and P=3 figures are divided by that same round's P=1.
+and each round's P=2 and P=3 figures are divided by that same round's P=1. The CPU the
+load generator and the gateways used during the windows is reported with each run.
 
 The load generator is this one Python process (websockets, uvloop when installed); with
 gateways, Redis and it on few cores, it is part of what is measured. Standard library plus
@@ -42,7 +44,7 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "policies" / "bench.toml"
+POLICY = ROOT / "bench" / "cluster.toml"
 
 
 def free_port() -> int:
@@ -169,7 +171,7 @@ async def measure(urls: list[str], pids: list[int], n: int, inflight: int, windo
         if (sent - inflight) * n <= counter.delivered:
             sent += 1
             await publisher.send(json.dumps({
-                "jsonrpc": "2.0", "id": sent, "method": "syncPosition",
+                "jsonrpc": "2.0", "id": sent, "method": "relay",
                 "params": [{"left": sent % 10000, "top": sent // 10000}]}))
         else:
             await asyncio.sleep(0.0005)
@@ -203,6 +205,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cluster.json")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C: every gateway and redis-server started here is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     with contextlib.suppress(ImportError):
         import uvloop
 
