@@ -3,7 +3,9 @@
 One Hub per process: the connected peers and their groups, the shared variables, the token
 signer and the rate limiter (and the node's open connections, which `nowgate.supervision`
 watches). Outbound messages are encoded once and queued to each
-receiver's bounded outbox; nothing here waits on a socket.
+receiver's bounded outbox; nothing here waits on a socket. `hub.cluster` is the node's place
+in a cluster (`nowgate.cluster`: presence, shared variables held in Redis, calls to clients
+of other nodes, leases); without a Redis URL each of those is in-process.
 """
 
 from __future__ import annotations
