@@ -46,6 +46,7 @@ STATE_CHANNEL = PREFIX + "state"
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 COMMAND_TIMEOUT = 3.0
+IDLE_CHECK_SECONDS = 1.0
 
 
 def node_channel(node: str) -> str:
@@ -122,8 +123,15 @@ class Cluster:
                 await self.state.resync()
                 self.subscribed.set()
                 backoff = BACKOFF_FIRST
-                async for message in pubsub.listen():
-                    self._receive(message)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=IDLE_CHECK_SECONDS)
+                    if message is not None:
+                        self._receive(message)
+                    elif self.state.unsynced and await self._reachable():
+                        # Writes failed while this subscription stayed up (a stalled or
+                        # partitioned Redis): resubscribe, which writes them and reloads.
+                        break
             except RedisError as error:
                 METRICS.cluster_redis_errors.labels("subscription").inc()
                 log.warning("cluster: Redis unreachable (%s), retrying in %.1f s",
@@ -136,6 +144,13 @@ class Cluster:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _reachable(self) -> bool:
+        assert self.redis is not None
+        try:
+            return bool(await self.redis.ping())
+        except RedisError:
+            return False
 
     def _receive(self, message: dict[str, Any]) -> None:
         try:

@@ -108,6 +108,11 @@ class SharedState:
             self._write_script = redis.register_script(_WRITE)
             self._seed_script = redis.register_script(_SEED)
 
+    @property
+    def unsynced(self) -> bool:
+        """Writes of this node that failed to reach Redis (written at the next resync)."""
+        return bool(self._unsynced)
+
     def keeps_group(self, group: str) -> bool:
         """Whether the group's variables stay cached after its last local member left (in a
         cluster they live while the group has members anywhere)."""
