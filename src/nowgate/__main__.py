@@ -22,6 +22,7 @@ from .errors import PolicyFileError
 from .logs import configure_logging
 from .policy import Policy, load_policy
 from .settings import Settings
+from .startup import unreachable_redis
 
 log = logging.getLogger("nowgate")
 
@@ -132,6 +133,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     if not settings.secret_keys:
         log.warning("no NOWGATE_SECRET_KEYS set: identities will not survive a restart")
+    unreachable = unreachable_redis(settings)
+    if unreachable is not None:
+        print(f"nowgate: {unreachable}", file=sys.stderr)
+        return 1
     if args.workers > 1:
         # Each worker builds its own gateway after the fork (its own loop, hub, Redis).
         def serve_worker(worker_settings: Settings, sock: socket.socket) -> None:

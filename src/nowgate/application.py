@@ -75,6 +75,7 @@ class Gateway:
             await asyncio.gather(sweeper, return_exceptions=True)
             await hub.cluster.stop()
             await hub.backplane.stop()
+            await hub.limiter.aclose()
 
     def add_middleware(self, app: Starlette) -> None:
         """The gateway's HTTP layer around all of `app`, outermost first: /healthz and

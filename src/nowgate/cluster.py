@@ -12,10 +12,13 @@ the node gets a random id and four cluster-wide parts, one module each:
 
 Broadcasts cross nodes through `nowgate.backplane`, not here. This module owns the Redis
 client of those parts and their one subscription (this node's channel and the shared-state
-channel), re-established with capped exponential backoff; every (re)subscription reloads
-the shared variables, so a node that missed messages converges. Redis is trusted
-infrastructure: what comes from it is decoded strictly, and a payload that does not decode
-is logged and dropped, never raised into the loop.
+channel). As the backplane's, it is PINGed when quiet (a silent Redis is noticed too) and
+re-established with jittered backoff up to `redis_retry_max`; every Redis command waits at
+most `redis_timeout`. Every (re)subscription reloads the shared variables, so a node that
+missed messages converges; so does a node whose writes failed while its subscription
+stayed up (it resubscribes once Redis answers again). Redis is trusted infrastructure:
+what comes from it is decoded strictly, and a payload that does not decode is logged and
+dropped, never raised into the loop.
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .backplane import KEEPALIVE_SECONDS, Backoff
 from .cluster_calls import RemoteCalls
 from .locks import Locks
 from .metrics import METRICS
@@ -43,9 +50,6 @@ log = logging.getLogger("nowgate.cluster")
 
 PREFIX = "nowgate:v1:"
 STATE_CHANNEL = PREFIX + "state"
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
-COMMAND_TIMEOUT = 3.0
 IDLE_CHECK_SECONDS = 1.0
 
 
@@ -58,22 +62,22 @@ class Cluster:
 
     def __init__(self, hub: Hub, redis_url: str | None) -> None:
         self.node = secrets.token_hex(8)
-        # Commands give up after a few seconds (a handler must not hang on a stalled Redis);
-        # the subscription has its own connection, idle for as long as the cluster is quiet.
-        self.redis: Redis | None = (
-            Redis.from_url(redis_url, socket_timeout=COMMAND_TIMEOUT,
-                           socket_connect_timeout=COMMAND_TIMEOUT) if redis_url else None
-        )
-        self._subscriber: Redis | None = (
-            Redis.from_url(redis_url, socket_connect_timeout=COMMAND_TIMEOUT) if redis_url else None
-        )
         settings = hub.settings
+        timeout = settings.redis_timeout
+        # Our own backoff decides when to retry; the timeouts bound a connect or a command
+        # to a silent server (a handler never waits on Redis longer than `redis_timeout`).
+        self.redis: Redis | None = (
+            Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                           retry=Retry(NoBackoff(), 0)) if redis_url else None
+        )
         ttl_ms = int(2 * settings.cluster_heartbeat_interval * 1000)
         self.presence = Presence(hub, self.redis, self.node, ttl_ms)
         self.state = SharedState(hub, self.redis, self.node, ttl_ms)
         self.calls = RemoteCalls(hub, self.redis, self.node, settings.cluster_max_remote_calls)
         self.locks = Locks(self.redis)
         self._interval = settings.cluster_heartbeat_interval
+        self._timeout = timeout
+        self._retry_max = settings.redis_retry_max
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
 
@@ -109,41 +113,53 @@ class Cluster:
         await self.presence.close()
         await self.calls.stop()
         await self.state.stop()
-        for client in (self.redis, self._subscriber):
-            if client is not None:
-                await client.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def _subscribe(self) -> None:
-        assert self._subscriber is not None
-        backoff = BACKOFF_FIRST
+        assert self.redis is not None
+        backoff = Backoff(self._retry_max)
         while True:
-            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(node_channel(self.node), STATE_CHANNEL)
                 await self.state.resync()
                 self.subscribed.set()
-                backoff = BACKOFF_FIRST
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=IDLE_CHECK_SECONDS)
-                    if message is not None:
-                        self._receive(message)
-                    elif self.state.unsynced and await self._reachable():
-                        # Writes failed while this subscription stayed up (a stalled or
-                        # partitioned Redis): resubscribe, which writes them and reloads.
-                        break
-            except RedisError as error:
+                backoff.reset()
+                await self._listen(pubsub)
+            except (RedisError, OSError) as error:
                 METRICS.cluster_redis_errors.labels("subscription").inc()
-                log.warning("cluster: Redis unreachable (%s), retrying in %.1f s",
-                            type(error).__name__, backoff)
+                log.warning("cluster: Redis unreachable (%s); this node serves its own "
+                            "clients and reconnects", type(error).__name__)
             except Exception:
-                log.exception("cluster: the subscription failed, retrying in %.1f s", backoff)
+                log.exception("cluster: the subscription failed; reconnecting")
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.next())
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Hand each message on; PING when quiet; return to resubscribe after failed writes."""
+        quiet = 0.0
+        awaiting_pong = False
+        while True:
+            message = await pubsub.get_message(timeout=IDLE_CHECK_SECONDS)
+            if message is not None:
+                quiet, awaiting_pong = 0.0, False
+                if message["type"] == "message":
+                    self._receive(message)
+                continue
+            if self.state.unsynced and await self._reachable():
+                # Writes failed while this subscription stayed up (a stalled or partitioned
+                # Redis): resubscribing writes them and reloads.
+                return
+            quiet += IDLE_CHECK_SECONDS
+            if awaiting_pong and quiet >= self._timeout + IDLE_CHECK_SECONDS:
+                raise TimeoutError("Redis did not answer a PING")
+            if not awaiting_pong and quiet >= KEEPALIVE_SECONDS:
+                await pubsub.ping()
+                quiet, awaiting_pong = 0.0, True
 
     async def _reachable(self) -> bool:
         assert self.redis is not None

@@ -37,6 +37,7 @@ class HttpRateLimit:
             key_style="url",
             storage_uri=storage_uri,
             headers_enabled=False,
+            in_memory_fallback_enabled=True,  # Redis lost: count per node, never answer 500
         )
         self._off_loop = not storage_uri.startswith("memory://")
 

@@ -44,12 +44,12 @@ class Hub:
         self.registry = Registry()
         self.variables = VariableStore()
         self.signer = IdentitySigner(settings.signing_keys(), settings.token_max_age)
-        self.limiter = RateLimiter(settings.rate_limit_storage)
+        self.limiter = RateLimiter.for_settings(settings)
         self.connection_rate = limits.parse(settings.connection_rate)
         self.connect_rate = limits.parse(settings.connect_rate_per_address)
         # Supervised here, not by the hub: expiry sweep and shutdown drain (nowgate.supervision).
         self.connections = Connections(settings)
-        self.backplane = backplane_for(settings.redis_url)
+        self.backplane = backplane_for(settings)
         self.flusher = Flusher()
         # Presence, shared variables in Redis, calls to other nodes' clients, leases.
         self.cluster = Cluster(self, settings.redis_url)

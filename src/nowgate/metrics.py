@@ -50,6 +50,29 @@ class Metrics:
             "nowgate_security_events_total", "Audit events, by kind", ["event"], registry=r
         )
 
+        self.rate_limit_local = Gauge(
+            "nowgate_rate_limit_local",
+            "1 while rate limits count in this process only (shared storage unreachable)",
+            registry=r,
+        )
+        self.backplane_connected = Gauge(
+            "nowgate_backplane_connected", "1 while subscribed to the Redis backplane", registry=r
+        )
+        self.backplane_buffered = Gauge(
+            "nowgate_backplane_buffered_bytes", "Bytes waiting to be published to other nodes",
+            registry=r,
+        )
+        self.backplane_dropped = Counter(
+            "nowgate_backplane_dropped_total",
+            "Backplane messages not delivered, by reason (buffer_full, expired: published "
+            "here during an outage; undecodable, rejected: received)",
+            ["reason"], registry=r,
+        )
+        self.backplane_reconnects = Counter(
+            "nowgate_backplane_reconnects_total", "Subscriptions to Redis re-established",
+            registry=r,
+        )
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 

@@ -2,6 +2,11 @@
 
 Load balancers probe every few seconds, from few addresses: the probes sit outside the
 HTTP rate limit, the static files and the security-header middleware's reach.
+
+/healthz: the process answers (200 as long as it runs). /readyz: it should get traffic:
+503 while draining, and while the Redis backplane is disconnected (the node then delivers
+to its own clients only; `NOWGATE_READY_REQUIRES_BACKPLANE=false` keeps it 200). The body
+says why, and whether rate limits count cluster-wide or in this process only.
 """
 
 from __future__ import annotations
@@ -22,13 +27,25 @@ class HealthProbes:
         if path == "/healthz":
             await _json(send, 200, {"status": "ok"})
         elif path == "/readyz":
-            if self._hub.connections.draining:
-                await _json(send, 503, {"status": "draining"})
-            else:
-                connections = len(self._hub.connections)
-                await _json(send, 200, {"status": "ready", "connections": connections})
+            await self._ready(send)
         else:
             await self._app(scope, receive, send)
+
+
+    async def _ready(self, send: Send) -> None:
+        hub = self._hub
+        state: dict[str, object] = {
+            "connections": len(hub.connections),
+            "backplane": "connected" if hub.backplane.connected else "disconnected",
+            "rate_limits": "local" if hub.limiter.counting_locally else "configured",
+        }
+        if hub.connections.draining:
+            await _json(send, 503, {"status": "draining", **state})
+        elif not hub.backplane.connected and hub.settings.ready_requires_backplane:
+            # Local delivery still works; broadcasts do not reach the other nodes.
+            await _json(send, 503, {"status": "backplane disconnected", **state})
+        else:
+            await _json(send, 200, {"status": "ready", **state})
 
 
 async def _json(send: Send, status: int, body: dict[str, object]) -> None:

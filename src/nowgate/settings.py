@@ -88,7 +88,27 @@ class Settings(BaseSettings):
         "an answer on this node"
     )
     rate_limit_storage: str = Field(
-        "memory://", description="limits storage URI: memory:// or redis://host:port"
+        "memory://", description="limits storage URI: memory:// or redis://host:port; while "
+        "a shared storage is unreachable, each node counts in its own memory"
+    )
+    redis_timeout: float = Field(
+        1.0, gt=0, description="seconds to connect to Redis or wait for its answer before "
+        "it counts as unreachable"
+    )
+    redis_retry_max: float = Field(
+        2.0, ge=0.1, description="longest pause between attempts to reach a lost Redis "
+        "(backoff from 0.1 s); a shared rate-limit storage is re-checked as often"
+    )
+    backplane_buffer_bytes: int = Field(
+        8 * 1024 * 1024, ge=0, description="bytes of broadcasts and variable writes held for "
+        "other nodes while Redis is unreachable; past it the oldest are dropped (counted)"
+    )
+    backplane_buffer_seconds: float = Field(
+        30.0, ge=0, description="oldest held message still published when Redis is back; "
+        "older ones are dropped (counted)"
+    )
+    ready_requires_backplane: bool = Field(
+        True, description="/readyz answers 503 while the backplane is disconnected"
     )
     idle_timeout: float = Field(
         3600.0, gt=0, description="seconds without a frame from the client before the "
