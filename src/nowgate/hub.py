@@ -166,6 +166,8 @@ class Hub:
             frame = notification("now.set", {"scope": scope, "path": path, "value": value})
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
         self._deliver(frame, group, without)
+        if group is not None and not store and not self.registry.has_group(group):
+            self.variables.drop_group(group)  # nothing left to cache for a group not here
 
     # Groups ---------------------------------------------------------------------------
 

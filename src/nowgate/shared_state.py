@@ -86,6 +86,14 @@ def value_json(value: Any) -> str:
     return orjson.dumps(value, default=to_jsonable_python).decode()
 
 
+def write_message(
+    node: str, seq: int, scope: str, path: str, encoded: str | None, without: str | None
+) -> dict[str, Any]:
+    """What the write script publishes (it puts the version first): one write of one node."""
+    return {"node": node, "seq": seq, "scope": scope, "path": path,
+            "deleted": encoded is None, "without": without, "value": encoded}
+
+
 class SharedState:
     def __init__(self, hub: Hub, redis: Redis | None, node: str, ttl_ms: int) -> None:
         self._hub = hub
@@ -162,9 +170,8 @@ class SharedState:
         pipe = self._redis.pipeline(transaction=False)
         for key, encoded in writes.items():
             scope, path = key
-            message = {"node": self._node, "seq": self._local_writes.get(key, 0),
-                       "scope": scope, "path": path, "deleted": encoded is None,
-                       "without": withouts.get(key), "value": encoded}
+            message = write_message(self._node, self._local_writes.get(key, 0), scope, path,
+                                    encoded, withouts.get(key))
             await self._write_script(
                 keys=[VALUES + scope, VERSIONS + scope],
                 args=[path, encoded or "", "1" if encoded is None else "0",
