@@ -1,5 +1,5 @@
-"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH`, `nowgate types PATH`
-(or `python -m nowgate`).
+"""Command line: `nowgate serve --policy PATH`, `nowgate check PATH`, `nowgate types PATH`,
+`nowgate report PATH`, `nowgate probe URL` (or `python -m nowgate`).
 
 One `add_<command>` function declares each subcommand's options and sets the function
 that runs it (`args.run`); a new subcommand is one more such function in `COMMANDS`.
@@ -192,10 +192,134 @@ def run_types(args: argparse.Namespace) -> int:
     return 0
 
 
+# report -----------------------------------------------------------------------------------
+
+
+def add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="the attack surface of a policy under the current settings",
+        description="For a security review: every function clients can call (callers, rate, "
+        "max_bytes, argument and result schemas), every client function, client-writable "
+        "variable and hook, and the NOWGATE_* settings with risky values flagged. No secret "
+        "is printed. Exit 0, or 2 if the policy cannot be loaded.",
+    )
+    report.add_argument("policy", type=Path, help="the policy file (TOML) naming the handlers")
+    report.add_argument(
+        "--format", choices=("markdown", "json"), default="markdown",
+        help="markdown for people, json for tools (schema: nowgate/schemas/report.schema.json)",
+    )
+    report.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .report import build_report, render_markdown
+
+    settings = _settings()
+    policy = _policy(args.policy)
+    if policy is None:
+        return 2
+    report = build_report(policy, settings)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_markdown(report), end="")
+    return 0
+
+
+# probe ------------------------------------------------------------------------------------
+
+
+def add_probe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .probe import CATEGORIES, ProbeOptions
+
+    defaults = ProbeOptions(url="")
+    probe = commands.add_parser(
+        "probe",
+        help="a bounded, non-destructive adversarial check of a deployment you operate",
+        description="Try from outside what tests/security/ proves, politely (one connection "
+        "at a time, bounded, stops at signs of distress). Exit status: 0 nothing found, "
+        "1 findings, 2 nothing to probe there, 3 stopped early.",
+    )
+    probe.add_argument("url", help="the deployment's base address, http(s)://host[:port]")
+    probe.add_argument(
+        "--ws-path", default=defaults.ws_path, help="WebSocket path (default: %(default)s)"
+    )
+    probe.add_argument("--origin", help="the site's allowed origin (default: the URL's own)")
+    probe.add_argument(
+        "--format", choices=("markdown", "json"), default="markdown",
+        help="markdown for people, json for tools (schema: nowgate/schemas/probe.schema.json)",
+    )
+    probe.add_argument("--cafile", help="CA certificates to trust for https and wss")
+    probe.add_argument(
+        "--allow-valid-calls", action="store_true",
+        help="let the burst call a function that takes no arguments (it then runs)",
+    )
+    probe.add_argument(
+        "--timeout", type=float, default=defaults.timeout,
+        help="seconds to wait for each answer (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--burst", type=int, default=defaults.burst,
+        help="calls sent at once on one connection (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--frame-bytes", type=int, default=defaults.frame_bytes,
+        help="size of the oversized frame (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--max-functions", type=int, default=defaults.max_functions,
+        help="functions whose argument validation is tried (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--max-requests", type=int, default=defaults.max_requests,
+        help="requests and frames in all (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--max-connections", type=int, default=defaults.max_connections,
+        help="connections in all, one at a time (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--time-budget", type=float, default=defaults.time_budget,
+        help="seconds for the whole run (default: %(default)s)",
+    )
+    probe.add_argument(
+        "--skip", action="append", choices=CATEGORIES, default=[],
+        help="a category not to check (repeatable)",
+    )
+    probe.set_defaults(run=run_probe_command)
+
+
+def run_probe_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .probe import ProbeError, ProbeOptions, render_text, run_probe
+
+    options = ProbeOptions(
+        url=args.url, ws_path=args.ws_path, origin=args.origin, cafile=args.cafile,
+        timeout=args.timeout, allow_valid_calls=args.allow_valid_calls, burst=args.burst,
+        frame_bytes=args.frame_bytes, max_functions=args.max_functions,
+        max_requests=args.max_requests, max_connections=args.max_connections,
+        time_budget=args.time_budget, skip=frozenset(args.skip),
+    )
+    try:
+        result = asyncio.run(run_probe(options))
+    except ProbeError as error:
+        print(f"nowgate probe: {error}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(render_text(result), end="")
+    return result.exit_code
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     add_serve,
     add_check,
     add_types,
+    add_report,
+    add_probe,
 )
 
 
