@@ -51,6 +51,7 @@ KEEPALIVE_SECONDS = 5.0
 RECEIVERS_POLL_SECONDS = 0.05
 
 Envelope = dict[str, Any]
+ENVELOPE_KEYS = frozenset({"node", "frame", "group", "without"})
 _JITTER = secrets.SystemRandom()
 
 
@@ -95,14 +96,8 @@ def decode_envelope(data: object) -> Envelope | None:
         and isinstance(envelope.get("without"), str | None)
     ):
         return None
-    variable = envelope.get("variable")
-    if variable is not None and not (
-        isinstance(variable, dict)
-        and isinstance(variable.get("scope"), str)
-        and isinstance(variable.get("path"), str)
-        and ("value" in variable or variable.get("deleted") is True)
-    ):
-        return None
+    if not envelope.keys() <= ENVELOPE_KEYS:
+        return None  # nothing a node publishes (shared variables have their own channel)
     return envelope
 
 

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         "(backoff from 0.1 s); a shared rate-limit storage is re-checked as often"
     )
     backplane_buffer_bytes: int = Field(
-        8 * 1024 * 1024, ge=0, description="bytes of broadcasts and variable writes held for "
+        8 * 1024 * 1024, ge=0, description="bytes of broadcasts held for "
         "other nodes while Redis is unreachable; past it the oldest are dropped (counted)"
     )
     backplane_buffer_seconds: float = Field(
