@@ -1,6 +1,6 @@
 # Shared by bench/run and bench/profile: start and stop one system's server on a loopback
 # port, pinned to core $SERVER_CPU. Expects ROOT, BENCH, NOWGATE_PY, BENCH_PY, SERVER_CPU.
-# NOWGATE_ROOT (default: this checkout) is where nowgate's app/ is imported from: point it at
+# NOWGATE_ROOT (default: this checkout) is where nowgate's src/ and app/ are imported from: point it at
 # a copy of the tree to measure a change to app/ without touching the working tree, or set
 # NOWGATE_ALT_ROOT and add the system nowgate_alt to run both side by side.
 # shellcheck shell=bash
@@ -25,7 +25,7 @@ start_server() {  # $1 system, $2 port, $3 log file: sets SERVER_PID, URL, PROTO
   ORIGIN=
   case $system in
     nowgate|nowgate_alt)
-      # nowgate_alt: the same gateway with app/ imported from $NOWGATE_ALT_ROOT (an A/B of a
+      # nowgate_alt: the same gateway with src/ and app/ imported from $NOWGATE_ALT_ROOT (an A/B of a
       # change to app/ within one run).
       local root=${NOWGATE_ROOT:-$ROOT}
       [ "$system" = nowgate_alt ] && root=$NOWGATE_ALT_ROOT
@@ -39,7 +39,8 @@ start_server() {  # $1 system, $2 port, $3 log file: sets SERVER_PID, URL, PROTO
       NOWGATE_CONNECTION_RATE=100000/second \
       NOWGATE_LOG_FORMAT=text \
         taskset -c "$SERVER_CPU" bash -c 'cd "$1" && shift && exec "$@"' _ "$root" \
-        "$NOWGATE_PY" -m app serve --policy "$ROOT/policies/bench.toml" \
+        env PYTHONPATH="$root/src" "$NOWGATE_PY" -m nowgate serve \
+        --policy "$ROOT/policies/bench.toml" \
         --host 127.0.0.1 --port "$port" >"$logfile" 2>&1 &
       PROTO=jsonrpc URL=ws://127.0.0.1:$port/ws ;;
     bare)

@@ -76,6 +76,8 @@ class Gateway:
             await hub.cluster.stop()
             await hub.backplane.stop()
             await hub.limiter.aclose()
+            if hub.shared_history is not None:
+                await hub.shared_history.stop()
 
     def add_middleware(self, app: Starlette) -> None:
         """The gateway's HTTP layer around all of `app`, outermost first: /healthz and

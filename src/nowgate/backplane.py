@@ -51,7 +51,7 @@ KEEPALIVE_SECONDS = 5.0
 RECEIVERS_POLL_SECONDS = 0.05
 
 Envelope = dict[str, Any]
-ENVELOPE_KEYS = frozenset({"node", "frame", "group", "without"})
+ENVELOPE_KEYS = frozenset({"node", "frame", "group", "without", "origin"})
 _JITTER = secrets.SystemRandom()
 
 

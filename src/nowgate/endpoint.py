@@ -31,7 +31,7 @@ from .logs import audit
 from .metrics import METRICS
 from .origin import origin_allowed, own_origin
 from .session import Session, State
-from .transport import DIRECT_WRITES
+from .transport import DIRECT_WRITES, DirectWriteProtocol
 
 log = logging.getLogger("nowgate.endpoint")
 
@@ -94,7 +94,13 @@ async def websocket_endpoint(websocket: WebSocket, hub: Hub) -> None:
     # The headers object is kept as it is (no copy per connection); cookies are parsed only
     # for an authentication hook, the one reader of the handshake.
     cookies = dict(websocket.cookies) if hub.policy.authenticate is not None else {}
-    session = Session(hub, Handshake(address, websocket.headers, cookies), outbox, own_worker=True)
+    session = Session(
+        hub,
+        Handshake(address, websocket.headers, cookies),
+        outbox,
+        own_worker=True,
+        probe=sink.answers if isinstance(sink, DirectWriteProtocol) else None,
+    )
     writer = asyncio.create_task(
         _write(websocket, outbox)
         if sink is None

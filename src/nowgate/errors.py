@@ -14,7 +14,8 @@
     │   ├── GoingAway            1001  the server is shutting down: reconnect with your token
     │   ├── UnsupportedData      1003  binary frame
     │   ├── PolicyViolation      1008  no hello in time, too many violations, refused hello
-    │   └── TryAgainLater        1013  overloaded, too many connections, slow reader
+    │   ├── TryAgainLater        1013  overloaded, too many connections, slow reader
+    │   └── Superseded           4000  a resume of this identity replaced a silent connection
     ├── ClientCallError          a server->client call failed (error answer, timeout, gone)
     └── PolicyFileError          a policy file that cannot be loaded (start-up only)
 
@@ -129,6 +130,12 @@ class UnsupportedData(CloseConnection):
 class TryAgainLater(CloseConnection):
     close_code = 1013
     default_reason = "Try again later"
+
+
+class Superseded(CloseConnection):
+    # A private-use code (RFC 6455 7.4.2): no standard code means "someone else took over".
+    close_code = 4000
+    default_reason = "Replaced by a newer connection of this identity: do not reconnect"
 
 
 class PolicyFileError(NowgateError):

@@ -24,6 +24,7 @@ from pydantic_core import to_jsonable_python
 
 from .errors import CloseConnection, TryAgainLater
 from .frames import text_frame, text_of
+from .history import with_seq
 from .metrics import METRICS
 
 # asyncio's default high-water mark. A backlog larger than this is written in pieces of this
@@ -75,7 +76,8 @@ class Outbox:
     # A list and a bare future rather than a deque and an Event: one Outbox lives per
     # connection, and those two cost 1.5 KiB more per idle client.
     __slots__ = (
-        "_blocked", "_flusher", "_frames", "_limit", "_sink", "_waiter", "close_error", "dropped"
+        "_blocked", "_flusher", "_frames", "_limit", "_sink", "_waiter", "close_error", "dropped",
+        "positions",
     )
 
     def __init__(
@@ -89,6 +91,8 @@ class Outbox:
         self._waiter: asyncio.Future[None] | None = None
         self.close_error: CloseConnection | None = None
         self.dropped = 0
+        # The client opted in to recovery: recorded messages reach it with their "seq".
+        self.positions = False
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -191,11 +195,21 @@ def _write_in_chunks(sink: FrameSink, frames: list[bytes]) -> int:
     return start
 
 
-def fan_out(text: str, outboxes: Iterable[Outbox]) -> int:
-    """Queue one message to many clients, framed once; returns how many accepted it."""
+def fan_out(text: str, outboxes: Iterable[Outbox], seq: int = 0) -> int:
+    """Queue one message to many clients, framed once; returns how many accepted it.
+
+    With `seq` (the message's number in `nowgate.history`), clients that opted in to
+    recovery get a second framing carrying it, also made once, and only if one needs it.
+    """
     frame = text_frame(text)
+    numbered: bytes | None = None
     delivered = 0
     for outbox in outboxes:
-        delivered += outbox.put_frame(frame)
+        if outbox.positions and seq:
+            if numbered is None:
+                numbered = text_frame(with_seq(text, seq))
+            delivered += outbox.put_frame(numbered)
+        else:
+            delivered += outbox.put_frame(frame)
     METRICS.messages_out.inc(delivered)
     return delivered

@@ -21,12 +21,14 @@ from .backplane import backplane_for
 from .cluster import Cluster
 from .errors import ClientCallError
 from .fanout import Flusher, encode, fan_out
+from .history import MemoryHistory, with_seq
 from .identity import IdentitySigner
 from .naming import check_variable_name
 from .policy import ClientFunction, Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
+from .shared_history import SharedHistory
 from .supervision import Connections
 from .variables import CLIENT, EVERYONE, GROUP_PREFIX, VariableStore
 
@@ -50,6 +52,19 @@ class Hub:
         # Supervised here, not by the hub: expiry sweep and shutdown drain (nowgate.supervision).
         self.connections = Connections(settings)
         self.backplane = backplane_for(settings)
+        # Every delivery below is numbered here first, in the same synchronous step.
+        self.history = MemoryHistory(
+            settings.history_size, settings.history_max_bytes, settings.history_seconds
+        )
+        # With a backplane, each node's history is copied to Redis so a client can resume
+        # on another node (nowgate.shared_history).
+        self.shared_history: SharedHistory | None = None
+        if settings.redis_url and settings.history_size:
+            self.shared_history = SharedHistory(
+                settings.redis_url, self.history.epoch, settings.history_size,
+                settings.history_seconds,
+            )
+            self.history.mirror = self.shared_history.push
         self.flusher = Flusher()
         # Presence, shared variables in Redis, calls to other nodes' clients, leases.
         self.cluster = Cluster(self, settings.redis_url)
@@ -68,24 +83,49 @@ class Hub:
         Encoded once; returns how many clients of this node it was queued to.
         """
         self.client_function(function)
-        frame = notification(function, list(args))
-        self.backplane.publish({"frame": frame, "group": group, "without": without})
-        return self._deliver(frame, group, without)
+        return self._share(notification(function, list(args)), group, without)
 
     def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
         """Call a client function on one client of this node, without awaiting an answer."""
         self.client_function(function)
-        return peer.outbox.put(notification(function, list(args)))
+        return self._send_to(peer, notification(function, list(args)))
 
-    def _deliver(self, frame: str, group: str | None, without: str | None) -> int:
-        return fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)))
+    def _send_to(self, peer: Peer, text: str) -> bool:
+        """A recorded message to one client."""
+        seq = self.history.record(text, client=peer.client_id)
+        return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
+
+    def _share(self, frame: str, group: str | None, without: str | None) -> int:
+        """Number, publish to the other nodes (with that number) and deliver here."""
+        shared = self.shared_history is not None
+        seq = self.history.record(frame, group, without=without, shared=shared)
+        envelope: dict[str, Any] = {"frame": frame, "group": group, "without": without,
+                                    "origin": [self.history.epoch, seq]}
+        self.backplane.publish(envelope)
+        return fan_out(
+            frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
+        )
+
+    def _deliver_here(self, frame: str, group: str | None, without: str | None) -> int:
+        """A shared-variable change for this node's clients: numbered in this node's history
+        and delivered, not published (variables cross nodes through `nowgate.shared_state`,
+        which delivers them on every node in Redis's order)."""
+        seq = self.history.record(frame, group, without=without)
+        return fan_out(
+            frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
+        )
 
     def receive_remote(self, envelope: dict[str, Any]) -> None:
         """A broadcast published by another node (shared variables: `nowgate.shared_state`)."""
-        group = envelope.get("group")
+        group, without, frame = envelope.get("group"), envelope.get("without"), envelope["frame"]
+        seq = self.history.record(
+            frame, group, without=without, shared=True, origin=_origin(envelope.get("origin"))
+        )
         if group is not None and not self.registry.has_group(group):
-            return  # no member here: nothing to deliver
-        self._deliver(envelope["frame"], group, envelope.get("without"))
+            # No member here: nothing to deliver (a member cut off from this node that
+            # resumes here finds it in the history).
+            return
+        fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)), seq)
 
     async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
         """Call a client function on one peer and await its validated answer."""
@@ -146,10 +186,10 @@ class Hub:
         if scope == CLIENT:
             peer = self.registry.get(client_id) if client_id else None
             if peer is not None:
-                peer.outbox.put(frame)
+                self._send_to(peer, frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self._deliver(frame, group, without)
+        self._deliver_here(frame, group, without)
         self.cluster.state.wrote(scope, change["path"], change.get("value"),
                                  bool(change.get("deleted")), without)
 
@@ -165,7 +205,7 @@ class Hub:
             store[path] = value
             frame = notification("now.set", {"scope": scope, "path": path, "value": value})
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self._deliver(frame, group, without)
+        self._deliver_here(frame, group, without)
         if group is not None and not store and not self.registry.has_group(group):
             self.variables.drop_group(group)  # nothing left to cache for a group not here
 
@@ -173,6 +213,7 @@ class Hub:
 
     def join(self, peer: Peer, group: str) -> None:
         if self.registry.join(peer, group):
+            self.history.record_membership(peer.client_id, peer.groups - {group}, peer.groups)
             self.cluster.presence.update(peer)
             self._refresh_token(peer)
             values = self.variables.snapshot(peer.client_id, {group})["groups"].get(group)
@@ -186,26 +227,40 @@ class Hub:
     def leave(self, peer: Peer, group: str) -> None:
         if group not in peer.groups:
             return
+        self.history.record_membership(peer.client_id, peer.groups, peer.groups - {group})
         scope = GROUP_PREFIX + group
         # The leaver's copy of the group's variables goes too, so it holds nothing stale.
         for path in self.variables.scope(scope):
             peer.outbox.put(notification("now.del", {"scope": scope, "path": path}))
         if self.registry.leave(peer, group):
-            self._group_emptied(group)
+            self._drop_group(group)
         self.cluster.presence.update(peer, left_group=group)
         self._refresh_token(peer)
 
     def remove(self, peer: Peer) -> None:
         self.cluster.presence.remove(peer)
         for group in self.registry.remove(peer):
-            self._group_emptied(group)
+            self._drop_group(group)
+        # Recorded, not sent (no one holds them now): a client that resumes and is replayed
+        # an earlier now.set of these ends up holding what the server holds.
+        for path in self.variables.scope(CLIENT, peer.client_id):
+            self.history.record(
+                notification("now.del", {"scope": CLIENT, "path": path}), client=peer.client_id
+            )
         self.variables.drop_client(peer.client_id)
 
-    def _group_emptied(self, group: str) -> None:
-        # In a cluster the group may have members elsewhere: its variables expire in Redis
-        # once no node renews them, and leave this cache with them (nowgate.shared_state).
-        if not self.cluster.state.keeps_group(group):
-            self.variables.drop_group(group)
+    def _drop_group(self, group: str) -> None:
+        """The group's last member here left: its variables go (recorded as deletions too).
+
+        In a cluster the group may have members elsewhere: its variables then expire in Redis
+        once no node renews them, and leave this cache with them (nowgate.shared_state).
+        """
+        if self.cluster.state.keeps_group(group):
+            return
+        scope = GROUP_PREFIX + group
+        for path in self.variables.scope(scope):
+            self.history.record(notification("now.del", {"scope": scope, "path": path}), group)
+        self.variables.drop_group(group)
 
     def issue_token(self, peer: Peer) -> str:
         peer.token_expires_at = time.time() + self.settings.token_max_age
@@ -221,3 +276,12 @@ class Hub:
 
 
 _MISSING = object()
+
+
+def _origin(value: object) -> tuple[str, int] | None:
+    """An envelope's `origin`, [node epoch, number there]: the event's cluster-wide name."""
+    if isinstance(value, list) and len(value) == 2:
+        epoch, number = value
+        if isinstance(epoch, str) and isinstance(number, int):
+            return epoch, number
+    return None

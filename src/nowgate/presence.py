@@ -13,11 +13,11 @@ records expire, so within 2 x the interval they are gone everywhere. Sets may ho
 whose record has expired or moved on; a read keeps only ids whose record exists and names
 the group, and removes the rest.
 
-A resumed identity is claimed with SET NX: a token whose client is connected on any node
-gets a fresh identity, as on one node. While Redis is unreachable, presence reads answer
-from this node alone and claims check this node only; the next heartbeat after Redis is
-back rewrites every record (a Redis that restarted empty is whole again within one
-interval).
+A resumed identity is claimed by a script (set unless another node holds it): a token whose
+client is connected on any node gets a fresh identity, as on one node. While Redis is
+unreachable, presence reads answer from this node alone and claims check this node only;
+the next heartbeat after Redis is back rewrites every record (a Redis that restarted empty
+is whole again within one interval).
 """
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ log = logging.getLogger("nowgate.presence")
 
 PREFIX = "nowgate:v1:"
 CLIENTS = PREFIX + "clients"
+
+
+# Take a client id unless another node holds it. A record of this node for a client it no
+# longer has (a connection just replaced, its removal not yet written) does not count.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, record = pcall(cjson.decode, current)
+  if not ok or type(record) ~= 'table' or record['node'] ~= ARGV[3] then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 
 def client_key(client_id: str) -> str:
@@ -75,6 +90,8 @@ class Presence:
         self._left: dict[str, set[str]] = {}
         self._wake = asyncio.Event()
         self._withdrawn = False
+        if redis is not None:
+            self._claim = redis.register_script(_CLAIM)
 
     # Changes (called by the hub, never awaited) -----------------------------------------
 
@@ -105,8 +122,8 @@ class Presence:
             return True
         record = _encode(self.node, user, frozenset(), ())
         try:
-            return bool(await self._redis.set(client_key(client_id), record, nx=True,
-                                              px=self.ttl_ms))
+            return bool(await self._claim(keys=[client_key(client_id)],
+                                          args=[record, self.ttl_ms, self.node]))
         except RedisError:
             METRICS.cluster_redis_errors.labels("presence").inc()
             log.warning("presence: Redis unreachable; an identity checked on this node only")

@@ -9,6 +9,12 @@ reading, so a handler that awaits this client's answer to a server->client call 
 
 Every error reply counts towards a violation budget (honest clients never trip it); past the
 budget the connection is closed with 1008.
+
+A resume (a token proving this user's identity) whose identity is still connected probes
+that connection: a live one (a duplicated tab) answers its ping and the newcomer gets a
+fresh identity; a silent one (half-open: the client's network changed) is closed with 4000
+and the newcomer resumes. A client that opted in to recovery (`recover` in the hello) is
+replayed what it missed (`nowgate.history`) right after its welcome.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,10 +43,12 @@ from .errors import (
     PolicyViolation,
     RateLimited,
     RpcError,
+    Superseded,
 )
 from .fanout import Outbox, encode
+from .history import Foreign, Replay
 from .hub import Hub
-from .identity import MAX_TOKEN_LENGTH, new_client_id
+from .identity import MAX_TOKEN_LENGTH, Claims, new_client_id
 from .logs import audit
 from .metrics import METRICS
 from .naming import HELLO
@@ -52,6 +60,9 @@ from .validation import cut_errors
 log = logging.getLogger("nowgate.session")
 
 INBOX_LIMIT = 64
+# How long a resume from another node waits for this node to have received (through the
+# backplane) the broadcasts that node recorded; past it, one may arrive twice.
+CATCH_UP_SECONDS = 1.0
 _CONNECT = object()  # queued before any call so the connect hook runs first
 
 
@@ -61,11 +72,21 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class RecoverFrom(BaseModel):
+    """The last recorded message a client processed: the welcome's epoch, a message's seq."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    epoch: str = Field(max_length=64)
+    seq: int = Field(ge=0)
+
+
 class HelloParams(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     protocol: Literal[1]
     token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
     auth: str | None = Field(None, max_length=8192)
+    # true: opt in to recovery (numbered messages) with nothing to recover yet.
+    recover: Literal[True] | RecoverFrom | None = None
 
 
 class Session:
@@ -76,6 +97,7 @@ class Session:
         outbox: Outbox,
         clock: Callable[[], float] = time.monotonic,
         own_worker: bool = False,
+        probe: Callable[[float], Awaitable[bool]] | None = None,
     ) -> None:
         self.hub = hub
         self.handshake = handshake
@@ -97,6 +119,8 @@ class Session:
         self._executing = False
         self.draining = False
         self.last_frame_at = clock()
+        # Pings the client and says whether it answered in time (None: cannot tell).
+        self._probe = probe
 
     # Output -----------------------------------------------------------------------------
 
@@ -175,7 +199,21 @@ class Session:
         principal = await self._authenticate(message.id, params.auth)
         if principal is None:
             return
-        await self._open(message.id, params.token, principal)
+        claims = self._claims(params.token, principal)
+        if (
+            claims is not None
+            and claims.client_id in self.hub.registry
+            and not await self._take_over(claims.client_id)
+        ):
+            claims = None  # a duplicated tab, or a race lost: a fresh identity
+        if claims is not None and not await self.hub.cluster.presence.claim(
+            claims.client_id, principal.user
+        ):
+            claims = None  # connected on another node of the cluster: a fresh identity too
+        foreign = None
+        if claims is not None and isinstance(params.recover, RecoverFrom):
+            foreign = await self._read_foreign(params.recover)
+        self._open(message.id, claims, principal, params.recover, foreign)
 
     async def _authenticate(self, request_id: int | str, auth: str | None) -> Principal | None:
         hook = self.hub.policy.authenticate
@@ -195,17 +233,67 @@ class Session:
             return None
         return principal
 
-    async def _open(self, request_id: int | str, token: str | None, principal: Principal) -> None:
-        hub = self.hub
-        claims = hub.signer.verify(token)
+    def _claims(self, token: str | None, principal: Principal) -> Claims | None:
+        """The identity the token proves for this user, or None."""
+        claims = self.hub.signer.verify(token)
         if token is not None and claims is None:
             self._audit("bad_token")  # forged, altered, expired or signed by a retired key
-        # Claimed cluster-wide: a token whose identity is connected on any node gets a fresh one.
-        resumed = (
-            claims is not None
-            and claims.user == principal.user
-            and await hub.cluster.presence.claim(claims.client_id, principal.user)
+        if claims is None or claims.user != principal.user:
+            return None
+        return claims
+
+    async def _take_over(self, client_id: str) -> bool:
+        """Replace the connection holding `client_id` if it no longer answers (half-open).
+
+        True when the identity is free for this session afterwards.
+        """
+        hub = self.hub
+        holder = next(
+            (c for c in hub.connections
+             if isinstance(c, Session) and c.peer is not None and c.peer.client_id == client_id),
+            None,
         )
+        if holder is None or holder._probe is None:
+            return client_id not in hub.registry
+        peer = holder.peer
+        if await holder._probe(hub.settings.resume_probe_timeout):
+            return False  # alive and answering: a duplicated tab never takes it over
+        if holder.peer is not peer or client_id not in hub.registry:
+            return client_id not in hub.registry  # it ended meanwhile, or another took it
+        holder._audit("connection_replaced")
+        holder.close(Superseded())
+        await holder.finish()
+        return client_id not in hub.registry
+
+    async def _read_foreign(self, recover: RecoverFrom) -> Foreign | None:
+        """The history of the node the client was on, if another one (cluster only).
+
+        Waits (a little) until this node has received every broadcast that node recorded
+        after the client's position: those are replayed, so they must not also arrive live
+        after the welcome.
+        """
+        hub = self.hub
+        if hub.shared_history is None or recover.epoch == hub.history.epoch:
+            return None
+        foreign = await hub.shared_history.fetch(recover.epoch)
+        if foreign is None:
+            return None
+        marks = foreign.published_after(recover.seq)
+        deadline = self._clock() + CATCH_UP_SECONDS
+        while not hub.history.has_received(marks) and self._clock() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return foreign
+
+    def _open(
+        self,
+        request_id: int | str,
+        claims: Claims | None,
+        principal: Principal,
+        recover: Literal[True] | RecoverFrom | None,
+        foreign: Foreign | None = None,
+    ) -> None:
+        hub = self.hub
+        resumed = claims is not None and claims.client_id not in hub.registry
         client_id = claims.client_id if claims is not None and resumed else new_client_id()
         peer = Peer(
             client_id=client_id,
@@ -219,6 +307,7 @@ class Session:
                 principal.expires_at if principal.expires_at is not None else float("inf")
             ),
         )
+        self.outbox.positions = recover is not None
         hub.registry.add(peer)
         if claims is not None and resumed:
             for group in claims.groups:
@@ -240,9 +329,41 @@ class Session:
             "user": peer.user,
             "roles": sorted(peer.roles),
         }
+        # From here to the last replayed message nothing awaits: no broadcast can come
+        # between the welcome, the replay and what follows (nowgate.history).
+        replay = None if recover is None else self._replay(recover, resumed, peer, foreign)
+        if replay is not None:
+            welcome["recovered"] = replay.recovered
+            welcome["recovery"] = {
+                "epoch": hub.history.epoch,
+                "seq": hub.history.last_seq,
+                "replayed": len(replay.messages),
+                "reason": replay.reason,
+            }
         self._send_result(request_id, welcome)
+        for message in replay.messages if replay is not None else ():
+            self.outbox.put(message)
         if policy.on_connect is not None:
             self._enqueue(_CONNECT)
+
+    def _replay(
+        self,
+        recover: Literal[True] | RecoverFrom,
+        resumed: bool,
+        peer: Peer,
+        foreign: Foreign | None,
+    ) -> Replay:
+        if recover is True:
+            return Replay(False, [], "no_position")
+        if not resumed:
+            # The position proves nothing: only a resumed identity gets its own messages.
+            return Replay(False, [], "not_resumed")
+        # At most half the send queue: the rest is for what comes next.
+        limit = self.hub.settings.send_queue_limit // 2
+        groups = frozenset(peer.groups)
+        if foreign is not None:
+            return self.hub.history.replay_from(foreign, recover.seq, peer.client_id, groups, limit)
+        return self.hub.history.replay(recover.epoch, recover.seq, peer.client_id, groups, limit)
 
     # OPEN -------------------------------------------------------------------------------
 

@@ -137,6 +137,22 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         5.0, ge=0, description="seconds in-flight calls get to finish on SIGTERM before 1001"
     )
+    history_size: int = Field(
+        10_000, ge=0, description="events kept for missed-message recovery (broadcasts, "
+        "messages to one client, variable changes); 0 turns recovery off"
+    )
+    history_seconds: float = Field(
+        120.0, gt=0, description="seconds an event stays recoverable; a client away longer "
+        "is told recovery failed and re-reads state"
+    )
+    history_max_bytes: int = Field(
+        8_388_608, ge=0, description="most bytes of message text the recovery history holds "
+        "(plus about 200 bytes per event)"
+    )
+    resume_probe_timeout: float = Field(
+        3.0, gt=0, description="seconds a resume waits for a pong from a connection that "
+        "still holds its identity; none: that connection is replaced (closed 4000)"
+    )
     credential_check_interval: float = Field(
         30.0, gt=0, description="seconds between checks that close connections whose "
         "token or application credential expired (1008)"

@@ -15,6 +15,8 @@ the TCP window shut, so the buffered data never leaves) is aborted.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -27,6 +29,35 @@ class DirectWriteProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         # uvicorn's `writable` Event, as a plain flag: `try_write()` runs once per delivery.
         self.write_paused = False
+        # Resolved by the next bytes from the client: see `answers()`.
+        self._heard: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        heard = self._heard
+        if heard is not None:
+            self._heard = None
+            if not heard.done():
+                heard.set_result(None)
+        super().data_received(data)
+
+    async def answers(self, within: float) -> bool:
+        """Ping now: does anything (the pong, any frame) arrive from the client in time?
+
+        Tells a live connection from a half-open one whose peer is gone (its network
+        changed) before uvicorn's own keepalive would notice.
+        """
+        if self.close_sent or self.transport.is_closing():
+            return False
+        heard = self._heard
+        if heard is None:
+            heard = self._heard = self.loop.create_future()
+        self.conn.send_ping(secrets.token_bytes(4))
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        try:
+            await asyncio.wait_for(asyncio.shield(heard), within)
+        except TimeoutError:
+            return False
+        return True
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -6,9 +6,10 @@ each node's registry only knows its own connections, so the same token presented
 second node resumed the identity a first node was serving: two connections, one identity,
 and whatever the application keys on `client_id` (sender exclusion, calls, client
 variables) shared with the attacker.
-Defence: a resumed identity is claimed in Redis with SET NX (`nowgate.presence`) before the
-welcome; the claim fails while any node serves that identity, and the replayer gets a fresh
-identity, as on one node. The owner's own reconnection after it left still resumes.
+Defence: a resumed identity is claimed in Redis by one script before the welcome
+(`nowgate.presence`); the claim fails while any other node serves that identity, and the
+replayer gets a fresh identity, as on one node. The owner's own reconnection after it left
+still resumes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ from types import TracebackType
 
 class Relay:
     """Forwards 127.0.0.1:<port> to the target; `cut()` drops every connection without a
-    close frame or FIN (transport.abort() on both sides) and refuses new ones until `heal()`."""
+    close frame or FIN (transport.abort() on both sides) and refuses new ones until `heal()`.
+    `black_hole()` drops the client's side only and keeps the gateway's side open and
+    silent: a half-open connection, as when the client's network changed."""
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -20,6 +22,8 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._stranded: list[asyncio.StreamWriter] = []
 
     @property
     def ws_url(self) -> str:
@@ -37,6 +41,8 @@ class Relay:
         trace: TracebackType | None,
     ) -> None:
         self.cut()
+        for writer in self._stranded:
+            writer.transport.abort()
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
@@ -50,6 +56,18 @@ class Relay:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        self._links.clear()
+
+    def black_hole(self) -> None:
+        """Client sides aborted; gateway sides kept open, unread, and never written to."""
+        for pipe in list(self._pipes):
+            pipe.cancel()  # a cancelled pipe leaves both sockets as they are
+        for client_side, gateway_side in self._links:
+            client_side.transport.abort()
+            gateway_side.transport.pause_reading()
+            self._writers.difference_update((client_side, gateway_side))
+            self._stranded.append(gateway_side)
+        self._links.clear()
 
     def heal(self) -> None:
         self._refusing = False
@@ -67,6 +85,7 @@ class Relay:
             return
         self.accepted += 1
         self._writers.update((writer, upstream_writer))
+        self._links.append((writer, upstream_writer))
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
             pipe = asyncio.create_task(self._pipe(source, sink))
             self._pipes.add(pipe)
