@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .backplane import KEEPALIVE_SECONDS, Backoff
-from .cluster_calls import RemoteCalls
+from .cluster_calls import RemoteCalls, node_channel
 from .locks import Locks
 from .metrics import METRICS
 from .presence import Presence
@@ -51,10 +51,6 @@ log = logging.getLogger("nowgate.cluster")
 PREFIX = "nowgate:v1:"
 STATE_CHANNEL = PREFIX + "state"
 IDLE_CHECK_SECONDS = 1.0
-
-
-def node_channel(node: str) -> str:
-    return f"{PREFIX}node:{node}"
 
 
 class Cluster:

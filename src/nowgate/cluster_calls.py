@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from .errors import ClientCallError
 from .fanout import encode
 from .metrics import METRICS
-from .presence import PresenceRecord
+from .presence import NODE_CHANNELS, PresenceRecord
 from .validation import validate_result
 
 if TYPE_CHECKING:
@@ -36,13 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nowgate.cluster_calls")
 
-PREFIX = "nowgate:v1:"
 TRANSIT_SECONDS = 1.0
 DISCONNECTED = "the client disconnected"
 
 
 def node_channel(node: str) -> str:
-    return f"{PREFIX}node:{node}"
+    return NODE_CHANNELS + node
 
 
 class RemoteCalls:

@@ -13,11 +13,12 @@ records expire, so within 2 x the interval they are gone everywhere. Sets may ho
 whose record has expired or moved on; a read keeps only ids whose record exists and names
 the group, and removes the rest.
 
-A resumed identity is claimed by a script (set unless another node holds it): a token whose
-client is connected on any node gets a fresh identity, as on one node. While Redis is
-unreachable, presence reads answer from this node alone and claims check this node only;
-the next heartbeat after Redis is back rewrites every record (a Redis that restarted empty
-is whole again within one interval).
+A resumed identity is claimed by a script (set unless another live node holds it): a token
+whose client is connected on any node gets a fresh identity, as on one node, while the
+client of a node that died resumes elsewhere at once (the dead node has no subscription).
+While Redis is unreachable, presence reads answer from this node alone and claims check
+this node only; the next heartbeat after Redis is back rewrites every record (a Redis that
+restarted empty is whole again within one interval).
 """
 
 from __future__ import annotations
@@ -42,16 +43,25 @@ log = logging.getLogger("nowgate.presence")
 
 PREFIX = "nowgate:v1:"
 CLIENTS = PREFIX + "clients"
+NODE_CHANNELS = PREFIX + "node:"  # + node id: each node's own channel (nowgate.cluster_calls)
 
 
-# Take a client id unless another node holds it. A record of this node for a client it no
-# longer has (a connection just replaced, its removal not yet written) does not count.
+# Take a client id unless another live node holds it. A record of this node for a client it
+# no longer has (a connection just replaced, its removal not yet written) does not count, nor
+# one of a node with no subscription left in Redis (it died: its client resumes elsewhere at
+# once instead of after the records expire).
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, record = pcall(cjson.decode, current)
-  if not ok or type(record) ~= 'table' or record['node'] ~= ARGV[3] then
+  if not ok or type(record) ~= 'table' or type(record['node']) ~= 'string' then
     return 0
+  end
+  if record['node'] ~= ARGV[3] then
+    local subscribers = redis.call('PUBSUB', 'NUMSUB', ARGV[4] .. record['node'])[2]
+    if subscribers ~= 0 then
+      return 0
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -123,7 +133,7 @@ class Presence:
         record = _encode(self.node, user, frozenset(), ())
         try:
             return bool(await self._claim(keys=[client_key(client_id)],
-                                          args=[record, self.ttl_ms, self.node]))
+                                          args=[record, self.ttl_ms, self.node, NODE_CHANNELS]))
         except RedisError:
             METRICS.cluster_redis_errors.labels("presence").inc()
             log.warning("presence: Redis unreachable; an identity checked on this node only")
