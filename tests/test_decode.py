@@ -151,14 +151,22 @@ def test_an_integer_of_thousands_of_digits_is_a_parse_error() -> None:
     )
 
 
-def test_duplicate_keys_are_a_parse_error() -> None:
+def test_duplicate_keys_are_a_parse_error_answered_with_the_id() -> None:
     error = rejection('{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}')
+    assert type(error) is ParseError
+    assert error.request_id == 1
+
+
+def test_a_duplicated_id_is_a_parse_error_answered_with_null() -> None:
+    error = rejection('{"jsonrpc":"2.0","id":1,"id":2,"method":"a"}')
     assert type(error) is ParseError
     assert error.request_id is None
 
 
 def test_duplicate_keys_in_nested_params_are_a_parse_error() -> None:
     assert type(rejection('{"jsonrpc":"2.0","method":"a","params":{"x":1,"x":2}}')) is ParseError
+    error = rejection('{"jsonrpc":"2.0","id":"d","method":"a","params":{"x":1,"x":2}}')
+    assert error.request_id == "d"
 
 
 @pytest.mark.parametrize(
@@ -174,6 +182,12 @@ def test_duplicate_keys_in_nested_params_are_a_parse_error() -> None:
 )
 def test_lone_surrogate_escapes_are_a_parse_error(text: str) -> None:
     error = rejection(text)
+    assert type(error) is ParseError
+    assert error.request_id == (None if text.startswith('"') else 1)
+
+
+def test_a_lone_surrogate_in_the_id_is_answered_with_null() -> None:
+    error = rejection('{"jsonrpc":"2.0","id":"\\ud800","method":"a"}')
     assert type(error) is ParseError
     assert error.request_id is None
 
@@ -210,7 +224,30 @@ def test_ten_thousand_levels_of_nesting_are_a_typed_error_not_a_crash(
 
 def test_ten_thousand_levels_of_nesting_inside_a_request_are_a_typed_error() -> None:
     text = '{"jsonrpc":"2.0","id":1,"method":"a","params":' + "[" * 10_000 + "]" * 10_000 + "}"
-    assert type(rejection(text)) is InvalidRequest
+    error = rejection(text)
+    assert type(error) is InvalidRequest
+    assert error.request_id == 1
+
+
+@pytest.mark.parametrize(
+    "text, request_id",
+    [
+        ('{"x":{"id":3},"id" : "top","params":' + "[" * 5_000 + "]" * 5_000 + "}", "top"),
+        ('{"id":"s:[{,","params":' + "[" * 5_000 + "]" * 5_000 + "}", "s:[{,"),
+        ('{"id":1,"id":2,"params":' + "[" * 5_000 + "]" * 5_000 + "}", None),
+        ('{"id":[1],"params":' + "[" * 5_000 + "]" * 5_000 + "}", None),
+        ('{"params":' + "[" * 5_000 + "]" * 5_000 + ',"id":7}', 7),
+        ('{"id":1,"params":' + "[" * 5_000, None),  # not JSON: unterminated
+    ],
+    ids=["nested-id-ignored", "brackets-in-string", "duplicated", "not-scalar", "id-last",
+         "truncated"],
+)
+def test_the_id_of_a_frame_too_deep_to_parse_is_read_by_a_scan(
+    text: str, request_id: object
+) -> None:
+    error = rejection(text)
+    assert type(error) is InvalidRequest
+    assert error.request_id == request_id
 
 
 def test_collection_at_the_size_limit_is_accepted() -> None:

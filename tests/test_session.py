@@ -411,11 +411,23 @@ async def test_an_expired_token_gets_a_fresh_identity(
     assert welcome["resumed"] is False and welcome["client_id"] != first_id
 
 
-async def test_an_over_long_token_is_refused_by_the_hello(
+@pytest.mark.parametrize(
+    "token", ["x" * (MAX_TOKEN_LENGTH + 1), "y" * 50_000, "", "\u00e9\u0000 not a token"]
+)
+async def test_a_token_that_cannot_be_used_is_a_fresh_identity_not_an_error(
+    hub: Hub, connect: Callable[..., Connection], token: str
+) -> None:
+    client = connect(hub)
+    welcome = await client.hello(token=token)
+    assert welcome["resumed"] is False and welcome["client_id"].startswith("c-")
+    assert client.close_code is None
+
+
+async def test_a_token_of_the_wrong_json_type_is_invalid_params(
     hub: Hub, connect: Callable[..., Connection]
 ) -> None:
     client = connect(hub)
-    reply = await client.hello(token="x" * (MAX_TOKEN_LENGTH + 1))
+    reply = await client.hello(token=12345)
     assert reply["error"]["code"] == -32602
     assert client.close_code == 1008
 

@@ -4,15 +4,22 @@ JSON is parsed strictly (RFC 8259): NaN and Infinity, integers beyond JavaScript
 numbers that overflow a double, duplicate object keys and lone UTF-16 surrogates are all
 refused, so that everything accepted can be re-encoded by any peer. Depth and collection
 sizes are checked before anything else sees the value.
+
+Every error names the request it answers whenever a strict reading of the frame can tell
+which one that is (JSON-RPC 2.0 allows `"id": null` only when it cannot): a frame that is
+valid JSON but breaks a limit or the strict profile (too deep, too large, a duplicate key, a
+lone surrogate, an unsafe number elsewhere) is answered with its id; text that is not JSON
+at all, or whose own `id` member is duplicated or unusable, is answered with `null`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidRequest, MethodNotFound, ParseError
+from .errors import InvalidRequest, MethodNotFound, ParseError, RpcError
 from .naming import is_method_name
 
 JSONRPC_VERSION = "2.0"
@@ -104,6 +111,68 @@ def parse_json(text: str, limits: Limits) -> Any:
     return value
 
 
+# Reading the id of a frame the strict parser refused. JSON (RFC 8259) itself allows
+# duplicate keys, large numbers and lone surrogate escapes; only NaN and Infinity are not
+# JSON at all, so they stay unreadable. A duplicated "id" member is ambiguous: unreadable.
+_AMBIGUOUS = object()
+
+
+def _mark_ambiguous_id(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs) and sum(key == "id" for key, _ in pairs) > 1:
+        obj["id"] = _AMBIGUOUS
+    return obj
+
+
+_lenient_decoder = json.JSONDecoder(
+    object_pairs_hook=_mark_ambiguous_id, parse_constant=_reject_constant, strict=True
+)
+# Tokens that matter for the structure: strings (whose brackets do not count) and punctuation.
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+_WHITESPACE = re.compile(r"[ \t\r\n]*")
+
+
+def _readable_id(text: str) -> RequestId | None:
+    """The id of a frame that is JSON but outside the strict profile; None if unreadable."""
+    try:
+        value = _lenient_decoder.decode(text)
+    except RecursionError:
+        return _top_level_id(text)
+    except (ValueError, TypeError):
+        return None
+    return _request_id(value) if isinstance(value, dict) else None
+
+
+def _top_level_id(text: str) -> RequestId | None:
+    """The id of a frame nested too deep for the recursive parser: the one "id" member of the
+    top-level object, found by an iterative scan (a recursive one would be the hazard)."""
+    depth = 0
+    expect_key = False
+    found: list[int] = []
+    for token in _STRUCTURE.finditer(text):
+        char = token.group()[0]
+        if char in "[{":
+            depth += 1
+            expect_key = char == "{" and depth == 1
+        elif char in "]}":
+            depth -= 1
+        elif char == ",":
+            expect_key = depth == 1
+        elif char == '"' and expect_key:
+            expect_key = False
+            if token.group() == '"id"':
+                found.append(token.end())
+    if depth != 0 or not text.lstrip().startswith("{") or len(found) != 1:
+        return None
+    value_at = _WHITESPACE.match(text, text.find(":", found[0]) + 1)
+    assert value_at is not None  # the pattern matches the empty string
+    try:
+        raw, _ = _lenient_decoder.raw_decode(text, value_at.end())
+    except (ValueError, RecursionError):
+        return None
+    return _request_id({"id": raw})
+
+
 def _check_shape(value: Any, limits: Limits, may_hold_surrogates: bool) -> None:
     # Iterative walk: a recursive one would itself be a stack-depth hazard.
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -139,25 +208,47 @@ def _request_id(obj: dict[str, Any]) -> RequestId | None:
     raw = obj.get("id")
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, int) or (isinstance(raw, str) and len(raw) <= MAX_ID_LENGTH):
+    if isinstance(raw, int):
+        return raw if abs(raw) <= MAX_SAFE_INTEGER else None
+    if isinstance(raw, str) and len(raw) <= MAX_ID_LENGTH and _encodable(raw):
         return raw
     return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot be echoed back
+        return False
+    return True
 
 
 def decode(text: str, limits: Limits) -> Message:
     """Decode one text frame. Raises ParseError, InvalidRequest or MethodNotFound.
 
-    InvalidRequest and MethodNotFound carry `request_id` so the reply can name the call.
+    Every error carries `request_id`, the call it answers, when the frame tells which.
     """
-    value = parse_json(text, limits)
-    if isinstance(value, list):
-        raise InvalidRequest("Batches are not supported")
-    if not isinstance(value, dict):
-        raise InvalidRequest("A message must be a JSON object")
-    request_id = _request_id(value)
     try:
+        value = _decoder.decode(text)
+    except RecursionError:
+        error: RpcError = InvalidRequest("JSON nesting too deep")
+        error.request_id = _top_level_id(text)
+        raise error from None
+    except _Rejected as rejected:
+        error = ParseError(f"Parse error: {rejected}")
+        error.request_id = _readable_id(text)
+        raise error from None
+    except (ValueError, TypeError):
+        raise ParseError() from None
+    request_id = _request_id(value) if isinstance(value, dict) else None
+    try:
+        _check_shape(value, limits, "\\u" in text)
+        if isinstance(value, list):
+            raise InvalidRequest("Batches are not supported")
+        if not isinstance(value, dict):
+            raise InvalidRequest("A message must be a JSON object")
         return _to_message(value, request_id)
-    except (InvalidRequest, MethodNotFound) as error:
+    except RpcError as error:
         error.request_id = request_id
         raise
 

@@ -69,6 +69,8 @@ async def websocket_endpoint(websocket: WebSocket, hub: Hub) -> None:
     # The scheme is the one uvicorn derived (from X-Forwarded-Proto only behind a trusted
     # proxy); the Host header is the one the browser put beside Origin.
     same_origin = own_origin(websocket.scope["scheme"], websocket.headers.get("host"))
+    # Every handshake counts against the address's budget, refused ones included.
+    retry_after = await hub.limiter.retry_after(hub.connect_rate, "connect", address)
     if not origin_allowed(
         origin, settings.allowed_origins, same_origin, settings.missing_origin_allowed
     ):
@@ -78,7 +80,6 @@ async def websocket_endpoint(websocket: WebSocket, hub: Hub) -> None:
     if hub.connections.draining:
         await websocket.close(code=1013)
         return
-    retry_after = await hub.limiter.retry_after(hub.connect_rate, "connect", address)
     await websocket.accept()
     if retry_after is not None:
         METRICS.rate_limited.labels("connect").inc()

@@ -20,7 +20,8 @@
     └── PolicyFileError          a policy file that cannot be loaded (start-up only)
 
 A frame over the size limit is closed with 1009 by the WebSocket layer itself (uvicorn's
-`ws_max_size`), before any of this code sees it.
+`ws_max_size`), before any of this code sees it; so are the other violations of RFC 6455 and
+the limits below the message layer (`nowgate.transport`), audited there.
 
 Replies are built from an error's class attributes and its explicit `message`, never from the
 text of an arbitrary exception, so nothing of a handler's failure reaches the peer.
@@ -93,7 +94,7 @@ class RateLimited(RpcError):
     def __init__(self, retry_after: float, reason: str | None = None) -> None:
         data: dict[str, Any] = {"retry_after": round(max(retry_after, 0.0), 3)}
         if reason is not None:
-            data["reason"] = reason  # an extra data field; PROTOCOL.md allows additions
+            data["reason"] = reason  # an extra data field; docs/protocol.md allows additions
         super().__init__(data=data)
 
 

@@ -11,20 +11,24 @@ had `shutdown_grace` seconds to finish.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 
 import uvicorn
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from .admission import AdmissionProtocol
 from .application import Gateway
 from .endpoint import LIMITS_APPLIED
 from .hub import Hub
+from .logs import AUDIT_AGGREGATION
 from .metrics import METRICS
 from .settings import Settings
-from .transport import DirectWriteProtocol
+from .transport import DirectWriteProtocol, GatewayConfig, SocketBudget, TransportLimits
 
 log = logging.getLogger("nowgate.server")
 
@@ -75,12 +79,53 @@ class WebSocketFastPath:
             await self._app(scope, receive, send)
 
 
+def transport_limits(settings: Settings) -> TransportLimits:
+    return TransportLimits(
+        max_message_bytes=settings.max_message_bytes,
+        max_message_fragments=settings.max_message_fragments,
+        message_assembly_timeout=settings.message_assembly_timeout,
+        client_ping_limit=settings.client_ping_limit,
+        client_ping_window=settings.client_ping_window,
+        shut_window_timeout=settings.ping_timeout,
+        linger_timeout=settings.linger_timeout,
+        linger_max_bytes=settings.linger_max_bytes,
+        header_read_timeout=settings.header_read_timeout,
+        handshake_timeout=settings.handshake_timeout,
+        max_sockets_per_address=settings.max_sockets_per_address,
+    )
+
+
+def _is_trusted_proxy(settings: Settings) -> Callable[[str], bool]:
+    networks = [
+        ipaddress.ip_network(entry, strict=False)
+        for entry in settings.trusted_proxies
+        if entry != "*"
+    ]
+    everyone = "*" in settings.trusted_proxies
+
+    def trusted(address: str) -> bool:
+        if everyone:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
+    return trusted
+
+
 def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> uvicorn.Config:
-    """uvicorn with the gateway's WebSocket limits; `app` must mark scopes LIMITS_APPLIED."""
-    return uvicorn.Config(
+    """uvicorn with the gateway's WebSocket and admission limits; `app` must mark scopes
+    LIMITS_APPLIED (WebSocketFastPath does)."""
+    AUDIT_AGGREGATION.window = settings.audit_aggregation_window
+    return GatewayConfig(
         app,
+        limits=transport_limits(settings),
+        budget=SocketBudget(settings.max_sockets_per_address, _is_trusted_proxy(settings)),
         host=host,
         port=port,
+        http=AdmissionProtocol,
         ws=DirectWriteProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,

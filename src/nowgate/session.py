@@ -48,7 +48,7 @@ from .errors import (
 from .fanout import Outbox, encode
 from .history import Foreign, Replay
 from .hub import Hub
-from .identity import MAX_TOKEN_LENGTH, Claims, new_client_id
+from .identity import Claims, new_client_id
 from .logs import audit
 from .metrics import METRICS
 from .naming import HELLO
@@ -83,7 +83,8 @@ class RecoverFrom(BaseModel):
 class HelloParams(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     protocol: Literal[1]
-    token: str | None = Field(None, max_length=MAX_TOKEN_LENGTH)
+    # Any string: one that cannot be verified (too long included) means a fresh identity.
+    token: str | None = None
     auth: str | None = Field(None, max_length=8192)
     # true: opt in to recovery (numbered messages) with nothing to recover yet.
     recover: Literal[True] | RecoverFrom | None = None

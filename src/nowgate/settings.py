@@ -115,7 +115,44 @@ class Settings(BaseSettings):
         "connection is closed (1000); checked with the credential sweep"
     )
     ping_interval: float = Field(20.0, gt=0, description="seconds between WebSocket pings")
-    ping_timeout: float = Field(20.0, gt=0, description="seconds to wait for a pong")
+    ping_timeout: float = Field(
+        20.0, gt=0, description="seconds to wait for a pong; also the longest a client may "
+        "keep its receive window shut while data waits for it (then dropped)"
+    )
+    client_ping_limit: int = Field(
+        30, ge=1, description="pings a client may send per client_ping_window; more closes "
+        "with 1008"
+    )
+    client_ping_window: float = Field(10.0, gt=0, description="seconds of the ping-limit window")
+    max_message_fragments: int = Field(
+        128, ge=1, description="most frames one fragmented message may span; more closes with "
+        "1008 (its bytes, frame headers included, count against max_message_bytes: 1009)"
+    )
+    message_assembly_timeout: float = Field(
+        10.0, gt=0, description="seconds a fragmented message may take to complete; 1008 past it"
+    )
+    linger_timeout: float = Field(
+        2.0, ge=0, description="seconds the gateway reads and discards after a close frame it "
+        "sent for the client's fault, so the frame is not lost to a TCP reset (or at a proxy)"
+    )
+    linger_max_bytes: int = Field(
+        32 * 1024 * 1024, ge=0, description="most bytes read and discarded while lingering"
+    )
+    header_read_timeout: float = Field(
+        10.0, gt=0, description="seconds a connection has to send complete HTTP request "
+        "headers (from accept, or from the previous response)"
+    )
+    handshake_timeout: float = Field(
+        15.0, gt=0, description="seconds from accept until a WebSocket handshake is answered"
+    )
+    max_sockets_per_address: int = Field(
+        256, ge=1, description="open sockets per client address, counted from accept "
+        "(trusted proxies exempt); past it new sockets are dropped"
+    )
+    audit_aggregation_window: float = Field(
+        60.0, gt=0, description="seconds over which repeated refusals and rate-limit hits "
+        "from one address are logged as one audit line with a count (the metric counts each)"
+    )
     static_dir: Path | None = Field(
         None,
         description="the site's own files, served at / (the browser client is always served "

@@ -66,6 +66,21 @@ async def test_token_signed_with_another_key_or_salt_is_refused(chat_gateway: Ga
             assert attacker.client_id != claims["cid"]
 
 
+@pytest.mark.parametrize(
+    "unusable",
+    ["t" * 5_000, "u" * 60_000, "", "\u00e9\u00e9.\u0000.\ud83d\ude00", "a.b.c" * 2_000],
+    ids=["5000-chars", "60000-chars", "empty", "non-ascii", "dotted"],
+)
+async def test_an_unusable_token_of_any_length_is_a_fresh_identity(
+    chat_gateway: Gateway, unusable: str
+) -> None:
+    # A browser whose stored token is corrupted starts over instead of being refused forever;
+    # the frame limit (64 KiB) still bounds the hello.
+    async with connect(chat_gateway.ws_url, token=unusable) as client:
+        assert client.resumed is False
+        assert await client.call("add", 1, 2) == 3
+
+
 async def test_token_of_a_connected_client_is_not_handed_out_twice(chat_gateway: Gateway) -> None:
     async with (
         connect(chat_gateway.ws_url) as first,

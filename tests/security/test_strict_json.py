@@ -17,24 +17,28 @@ from tests.support.wire import call, raw_exchange
 
 
 @pytest.mark.parametrize(
-    "frame",
+    "frame, request_id",
     [
-        '{"jsonrpc":"2.0","id":1,"method":"add","params":[NaN]}',
-        '{"jsonrpc":"2.0","id":1,"method":"add","params":[Infinity]}',
-        '{"jsonrpc":"2.0","id":1,"method":"add","params":[-Infinity]}',
-        '{"jsonrpc":"2.0","id":1,"method":"add","params":[1e400]}',
-        '{"jsonrpc":"2.0","id":1,"method":"add","params":[9007199254740993]}',
-        '{"jsonrpc":"2.0","id":1,"method":"add","method":"boom","params":[1]}',
-        '{"jsonrpc":"2.0","id":1,"method":"say","params":["room","\\ud800"]}',
-        '{"jsonrpc":"2.0","id":1,"method":"say","params":["room","\\udc00x"]}',
-        '{"jsonrpc":"2.0","id":1,"method":"add","params":[1],}',
-        "{'jsonrpc':'2.0'}",
+        # Not JSON at all: the id cannot be read.
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[NaN]}', None),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[Infinity]}', None),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[-Infinity]}', None),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[1],}', None),
+        ("{'jsonrpc':'2.0'}", None),
+        # JSON, outside the strict profile: answered with the id it names.
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[1e400]}', 1),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","params":[9007199254740993]}', 1),
+        ('{"jsonrpc":"2.0","id":1,"method":"add","method":"boom","params":[1]}', 1),
+        ('{"jsonrpc":"2.0","id":1,"method":"say","params":["room","\\ud800"]}', 1),
+        ('{"jsonrpc":"2.0","id":1,"method":"say","params":["room","\\udc00x"]}', 1),
     ],
 )
-async def test_non_strict_json_is_a_parse_error(chat_gateway: Gateway, frame: str) -> None:
+async def test_non_strict_json_is_a_parse_error(
+    chat_gateway: Gateway, frame: str, request_id: int | None
+) -> None:
     replies = await raw_exchange(chat_gateway.ws_url, [frame, call("add", [2, 2])])
     assert replies[0]["error"]["code"] == -32700
-    assert replies[0]["id"] is None
+    assert replies[0]["id"] == request_id
     assert replies[1]["result"] == 4
 
 
