@@ -1,21 +1,21 @@
 """Handlers of the drag demo (policies/demo.toml): NowJS's syncPosition, hardened.
 
-Convergence when two people drag at once: one writer at a time. `grab()` takes a lock with
-a short lease; only the holder's `syncPosition` moves the shared element, and the server
-relays it to everyone else (never back to the sender). `release()` publishes the final
-position as the everyone-variable `position`, so every page, the releaser included, ends on
-the same value. A script that just calls `syncPosition` takes the lock implicitly when it
-is free.
+Convergence when two people drag at once: one writer at a time. `grab()` takes the lease
+`drag` (`ctx.lock`: in-process on one node, a Redis key across a cluster, so two people on
+two nodes never both hold it); only the holder's `syncPosition` moves the shared element,
+and the server relays it to everyone else (never back to the sender). `release()` publishes
+the final position as the everyone-variable `position`, so every page, the releaser
+included, ends on the same value. A script that just calls `syncPosition` takes the lease
+implicitly when it is free.
 """
 
 from __future__ import annotations
 
-import time
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from nowgate import Context
+from nowgate import Audience, Context
 
+LOCK = "drag"
 LEASE_SECONDS = 3.0
 MAX_COORDINATE = 10_000
 
@@ -28,57 +28,58 @@ class Position(BaseModel):
 
 class Grant(BaseModel):
     granted: bool
-    position: Position
+    position: Position | None  # None: unknown here (a holder on another node)
     holder: str | None
 
 
-class _Lock:
-    """The drag lock of this process (a demo; a cluster would keep it in Redis)."""
-
-    def __init__(self) -> None:
-        self.holder: str | None = None
-        self.expires = 0.0
-        self.position = Position(left=40, top=40)
-
-    def held_by_other(self, client_id: str) -> bool:
-        if self.holder is not None and time.monotonic() > self.expires:
-            self.holder = None
-        return self.holder is not None and self.holder != client_id
-
-    def take(self, client_id: str) -> None:
-        self.holder = client_id
-        self.expires = time.monotonic() + LEASE_SECONDS
+START = Position(left=40, top=40)
+# This node's clients that took the lease, with their latest position (None before their
+# first move). A holder's grab, syncPosition, release and disconnect all run on its node,
+# and a client that never took the lease costs no Redis round trip when it leaves.
+_HOLDERS: dict[str, Position | None] = {}
 
 
-LOCK = _Lock()
+def _settled(ctx: Context) -> Position:
+    """Where the box rests: the last released position (a shared variable, cluster-wide)."""
+    value = ctx.everyone.get("position")
+    return START if value is None else Position.model_validate(value)
 
 
 async def grab(ctx: Context) -> Grant:
-    if LOCK.held_by_other(ctx.client_id):
-        return Grant(granted=False, position=LOCK.position, holder=LOCK.holder)
-    LOCK.take(ctx.client_id)
-    return Grant(granted=True, position=LOCK.position, holder=ctx.client_id)
+    lease = ctx.lock(LOCK, LEASE_SECONDS)
+    if not await lease.acquire():
+        # The box is where the holder dragged it: this node knows that if the holder is
+        # its client; otherwise the page has it from the holder's updatePosition calls.
+        holder = await lease.holder()
+        moving = _HOLDERS.get(holder) if holder is not None else None
+        return Grant(granted=False, position=moving, holder=holder)
+    _HOLDERS.setdefault(ctx.client_id, None)
+    return Grant(granted=True, position=_settled(ctx), holder=ctx.client_id)
 
 
 async def syncPosition(ctx: Context, position: Position) -> bool:
-    if LOCK.held_by_other(ctx.client_id):
+    if not await ctx.lock(LOCK, LEASE_SECONDS).acquire():
         return False
-    LOCK.take(ctx.client_id)
-    LOCK.position = position
+    _HOLDERS[ctx.client_id] = position
     ctx.others.notify("updatePosition", position)
     return True
 
 
 async def release(ctx: Context) -> None:
-    if LOCK.holder == ctx.client_id:
-        LOCK.holder = None
-        ctx.everyone.set("position", LOCK.position)
+    await _let_go(ctx, ctx.everyone)
 
 
 async def on_disconnect(ctx: Context) -> None:
-    if LOCK.holder == ctx.client_id:
-        LOCK.holder = None
-        ctx.others.set("position", LOCK.position)
+    await _let_go(ctx, ctx.others)
+
+
+async def _let_go(ctx: Context, audience: Audience) -> None:
+    """Release the lease if this client holds it, and publish where it left the box."""
+    if ctx.client_id not in _HOLDERS:
+        return
+    final = _HOLDERS.pop(ctx.client_id)
+    if await ctx.lock(LOCK, LEASE_SECONDS).release() and final is not None:
+        audience.set("position", final)
 
 
 # Client functions the server may call (stubs: their types validate the clients' answers).

@@ -66,12 +66,24 @@ async def test_a_call_times_out_and_leaves_nothing_behind(chat_gateway: Gateway)
         assert await client.call("add", 2, 2) == 4
 
 
-async def test_a_call_the_gateway_cannot_read_fails_with_its_error(chat_gateway: Gateway) -> None:
+async def test_the_default_call_timeout_ends_a_call_that_is_never_answered(
+    chat_gateway: Gateway,
+) -> None:
+    # An answer that never comes (or one that cannot be matched: an error with id null)
+    # must not hang the caller: `call_timeout` applies to every call without its own.
+    async with connect(chat_gateway.ws_url, call_timeout=0.5) as client:
+        with pytest.raises(TimeoutError):
+            await client.call("nap", 1.5)
+        # The gateway runs one connection's calls in order: this one waits for the nap.
+        assert await client.call("add", 1, 2, timeout=5) == 3
+
+
+async def test_a_call_the_gateway_cannot_parse_fails_with_its_error(chat_gateway: Gateway) -> None:
+    # A lone surrogate is not strict JSON: the gateway answers -32700 with the call's id.
     async with connect(chat_gateway.ws_url, call_timeout=5) as client:
-        # A lone surrogate is a parse error for the gateway, answered with the call's id.
-        with pytest.raises(CallError) as failure:
+        with pytest.raises(CallError) as caught:
             await client.call("add", "\ud800")
-        assert failure.value.code == -32700
+        assert caught.value.code == -32700
         assert await client.call("add", 1, 2) == 3
 
 

@@ -32,7 +32,7 @@ now.on('connect', (info) => { if (info.recovered === false) console.log(now.vars
 async function drag(): Promise<boolean> {
   const grant = await now.grab();
   const holder: string | null = grant.holder;
-  console.log(holder, grant.position.left);
+  console.log(holder, grant.position?.left);  // null: a holder on another node
   const moved: boolean = await now.syncPosition({ left: 10, top: 20 });
   await now.call('syncPosition', { left: 11, top: 21 });
   const nothing: null = await now.release();

@@ -17,6 +17,7 @@ def test_healthz_and_readyz_answer(chat_gateway: Gateway) -> None:
     assert httpx.get(chat_gateway.base_url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(chat_gateway.base_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert "connections" not in ready.json()  # public: nothing about the clients
 
 
 async def test_sigterm_drains_in_flight_calls_closes_1001_and_clients_resume() -> None:

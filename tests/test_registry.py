@@ -17,6 +17,7 @@ from nowgate.policy import Policy, load_policy
 from nowgate.registry import Peer, Registry
 from nowgate.scope import Context
 from nowgate.settings import Settings
+from nowgate.shared_state import value_json, write_message
 from nowgate.variables import VariableStore
 
 CHAT_POLICY = Path(__file__).parent / "fixtures" / "chat.toml"
@@ -372,18 +373,20 @@ async def test_a_group_write_without_self_skips_only_the_writer(hub: Hub) -> Non
 async def test_others_set_skips_the_writer_on_other_nodes_too(
     hub: Hub, chat_policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    published: list[dict[str, Any]] = []
-    monkeypatch.setattr(hub.backplane, "publish", published.append)
+    written: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(hub.cluster.state, "wrote", lambda *change: written.append(change))
     writer = make_peer("c-writer")
     hub.registry.add(writer)
     Context(hub, writer).others.set("score", 7)
-    # Another node holding a connection of the same client id (a stale one) and a reader.
+    assert written == [("everyone", "score", 7, False, "c-writer")]
+    # Another node holding a connection of the same client id (a stale one) and a reader
+    # receives the write as Redis publishes it (nowgate.shared_state).
     other_node = Hub(Settings(secret_keys=("k" * 32,)), chat_policy)
     stale, reader = make_peer("c-writer"), make_peer("c-reader")
     other_node.registry.add(stale)
     other_node.registry.add(reader)
-    (envelope,) = published
-    other_node.receive_remote(envelope)
+    message = write_message("n-writer", 1, "everyone", "score", value_json(7), "c-writer")
+    other_node.cluster.state.receive({"version": 1, **message})
     assert other_node.variables.everyone == {"score": 7}
     assert await frames_of(stale) == []
     assert [f["params"]["value"] for f in await frames_of(reader)] == [7]

@@ -12,8 +12,9 @@ if _TYPE_CHECKING:
     from .application import Gateway, create_app
     from .auth import Handshake, Principal
     from .errors import ClientCallError, Forbidden, InvalidParams, RpcError
+    from .locks import Lease
     from .policy import Policy, load_policy
-    from .scope import Audience, Client, Context
+    from .scope import Audience, Client, Context, RemoteClient
     from .server import serve
     from .settings import Settings
 
@@ -27,8 +28,10 @@ _MODULES = {
     "Gateway": ".application",
     "Handshake": ".auth",
     "InvalidParams": ".errors",
+    "Lease": ".locks",
     "Policy": ".policy",
     "Principal": ".auth",
+    "RemoteClient": ".scope",
     "RpcError": ".errors",
     "Settings": ".settings",
     "create_app": ".application",
@@ -45,8 +48,10 @@ __all__ = [
     "Gateway",
     "Handshake",
     "InvalidParams",
+    "Lease",
     "Policy",
     "Principal",
+    "RemoteClient",
     "RpcError",
     "Settings",
     "create_app",

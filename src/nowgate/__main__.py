@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -104,14 +105,28 @@ def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="freeze start-up objects and collect young objects less often, for many "
         "connections; process-wide (default: on)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving this one port as one cluster through NOWGATE_REDIS_URL "
+        "(required when more than 1) (default: %(default)s)",
+    )
     serve.set_defaults(run=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from .application import create_app
     from .server import serve, tune_gc
+    from .workers import REQUIRES_REDIS, run_workers
 
     settings = _settings() if args.static is None else _settings(static_dir=args.static)
+    if args.workers < 1:
+        print("nowgate: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not settings.redis_url:
+        print(REQUIRES_REDIS.format(count=args.workers), file=sys.stderr)
+        return 2
     configure_logging(settings.log_format)
     policy = _policy(args.policy)
     if policy is None:
@@ -122,6 +137,15 @@ def run_serve(args: argparse.Namespace) -> int:
     if unreachable is not None:
         print(f"nowgate: {unreachable}", file=sys.stderr)
         return 1
+    if args.workers > 1:
+        # Each worker builds its own gateway after the fork (its own loop, hub, Redis).
+        def serve_worker(worker_settings: Settings, sock: socket.socket) -> None:
+            app = create_app(worker_settings, policy)
+            if args.tune_gc:
+                tune_gc()
+            serve(app, app.state.gateway, args.host, args.port, [sock])
+
+        return run_workers(args.workers, settings, args.host, args.port, serve_worker)
     app = create_app(settings, policy)
     if args.tune_gc:
         tune_gc()

@@ -66,12 +66,14 @@ class Gateway:
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         hub = self.hub
         await hub.backplane.start(hub.receive_remote)
+        await hub.cluster.start()
         sweeper = asyncio.create_task(hub.connections.sweep_expired())
         try:
             yield
         finally:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
+            await hub.cluster.stop()
             await hub.backplane.stop()
             await hub.limiter.aclose()
             if hub.shared_history is not None:

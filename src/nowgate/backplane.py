@@ -1,10 +1,10 @@
 """Fan-out across gateway processes: nothing by default, Redis pub/sub when configured.
 
-Every broadcast and every shared-variable write is applied locally first, then published
-once; each other node delivers it to its own local members. Messages a node published
-itself are skipped on receipt (each node has a random id), and a broadcast carries the
-client to exclude, so `others` means the same thing across the cluster. Ordering is
-per-publisher (one Redis connection publishes, in order).
+Every broadcast is applied locally first, then published once (shared variables cross
+nodes through `nowgate.shared_state`, held in Redis); each other node delivers it to its own
+local members. Messages a node published itself are skipped on receipt (each node has a
+random id), and a broadcast carries the client to exclude, so `others` means the same thing
+across the cluster. Ordering is per-publisher (one Redis connection publishes, in order).
 
 Redis failures (see README, "Running a cluster"): `publish()` never raises nor waits. What
 this node publishes waits in one bounded buffer (`backplane_buffer_bytes`, oldest dropped
@@ -16,9 +16,8 @@ PINGed, so a dead connection is noticed without traffic. A received payload that
 well-formed envelope is dropped, counted and audited; the receive loop never ends but by
 `stop()`.
 
-What does not cross nodes: `ctx.find()` and server->client calls (they reach clients of
-this node), client-scope variables, and values written before a node subscribed (a node
-that starts later learns shared variables from the next write).
+Calls and notifications to one client of another node go through `nowgate.cluster_calls`;
+what does not cross nodes at all: client-scope variables.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ KEEPALIVE_SECONDS = 5.0
 RECEIVERS_POLL_SECONDS = 0.05
 
 Envelope = dict[str, Any]
+ENVELOPE_KEYS = frozenset({"node", "frame", "group", "without", "origin"})
 _JITTER = secrets.SystemRandom()
 
 
@@ -96,14 +96,8 @@ def decode_envelope(data: object) -> Envelope | None:
         and isinstance(envelope.get("without"), str | None)
     ):
         return None
-    variable = envelope.get("variable")
-    if variable is not None and not (
-        isinstance(variable, dict)
-        and isinstance(variable.get("scope"), str)
-        and isinstance(variable.get("path"), str)
-        and ("value" in variable or variable.get("deleted") is True)
-    ):
-        return None
+    if not envelope.keys() <= ENVELOPE_KEYS:
+        return None  # nothing a node publishes (shared variables have their own channel)
     return envelope
 
 

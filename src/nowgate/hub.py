@@ -3,7 +3,9 @@
 One Hub per process: the connected peers and their groups, the shared variables, the token
 signer and the rate limiter (and the node's open connections, which `nowgate.supervision`
 watches). Outbound messages are encoded once and queued to each
-receiver's bounded outbox; nothing here waits on a socket.
+receiver's bounded outbox; nothing here waits on a socket. `hub.cluster` is the node's place
+in a cluster (`nowgate.cluster`: presence, shared variables held in Redis, calls to clients
+of other nodes, leases); without a Redis URL each of those is in-process.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 import limits
 
 from .backplane import backplane_for
+from .cluster import Cluster
 from .errors import ClientCallError
 from .fanout import Flusher, encode, fan_out
 from .history import MemoryHistory, with_seq
 from .identity import IdentitySigner
 from .naming import check_variable_name
-from .policy import Policy
+from .policy import ClientFunction, Policy
 from .ratelimit import RateLimiter
 from .registry import Peer, Registry
 from .settings import Settings
@@ -63,10 +66,14 @@ class Hub:
             )
             self.history.mirror = self.shared_history.push
         self.flusher = Flusher()
+        # Presence, shared variables in Redis, calls to other nodes' clients, leases.
+        self.cluster = Cluster(self, settings.redis_url)
 
-    def _client_function(self, function: str) -> None:
-        if function not in self.policy.client_functions:
+    def client_function(self, function: str) -> ClientFunction:
+        declared = self.policy.client_functions.get(function)
+        if declared is None:
             raise ValueError(f"{function!r} is not a client function of the policy")
+        return declared
 
     def broadcast(
         self, function: str, args: tuple[Any, ...], group: str | None, without: str | None
@@ -75,12 +82,12 @@ class Hub:
 
         Encoded once; returns how many clients of this node it was queued to.
         """
-        self._client_function(function)
+        self.client_function(function)
         return self._share(notification(function, list(args)), group, without)
 
     def notify(self, peer: Peer, function: str, args: tuple[Any, ...]) -> bool:
         """Call a client function on one client of this node, without awaiting an answer."""
-        self._client_function(function)
+        self.client_function(function)
         return self._send_to(peer, notification(function, list(args)))
 
     def _send_to(self, peer: Peer, text: str) -> bool:
@@ -88,48 +95,41 @@ class Hub:
         seq = self.history.record(text, client=peer.client_id)
         return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
 
-    def _share(
-        self,
-        frame: str,
-        group: str | None,
-        without: str | None,
-        variable: dict[str, Any] | None = None,
-    ) -> int:
+    def _share(self, frame: str, group: str | None, without: str | None) -> int:
         """Number, publish to the other nodes (with that number) and deliver here."""
         shared = self.shared_history is not None
         seq = self.history.record(frame, group, without=without, shared=shared)
         envelope: dict[str, Any] = {"frame": frame, "group": group, "without": without,
                                     "origin": [self.history.epoch, seq]}
-        if variable is not None:
-            envelope["variable"] = variable
         self.backplane.publish(envelope)
         return fan_out(
             frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
         )
 
+    def _deliver_here(self, frame: str, group: str | None, without: str | None) -> int:
+        """A shared-variable change for this node's clients: numbered in this node's history
+        and delivered, not published (variables cross nodes through `nowgate.shared_state`,
+        which delivers them on every node in Redis's order)."""
+        seq = self.history.record(frame, group, without=without)
+        return fan_out(
+            frame, (peer.outbox for peer in self.registry.audience(group, without)), seq
+        )
+
     def receive_remote(self, envelope: dict[str, Any]) -> None:
-        """A broadcast or variable write published by another node."""
+        """A broadcast published by another node (shared variables: `nowgate.shared_state`)."""
         group, without, frame = envelope.get("group"), envelope.get("without"), envelope["frame"]
         seq = self.history.record(
             frame, group, without=without, shared=True, origin=_origin(envelope.get("origin"))
         )
         if group is not None and not self.registry.has_group(group):
-            # No member here: nothing to deliver and no group state to create (a member
-            # cut off from this node that resumes here finds it in the history).
+            # No member here: nothing to deliver (a member cut off from this node that
+            # resumes here finds it in the history).
             return
-        variable = envelope.get("variable")
-        if variable is not None:
-            store = self.variables.scope(variable["scope"])
-            if variable.get("deleted"):
-                store.pop(variable["path"], None)
-            else:
-                store[variable["path"]] = variable["value"]
         fan_out(frame, (peer.outbox for peer in self.registry.audience(group, without)), seq)
 
     async def call(self, peer: Peer, function: str, args: tuple[Any, ...]) -> Any:
         """Call a client function on one peer and await its validated answer."""
-        self._client_function(function)
-        declared = self.policy.client_functions[function]
+        declared = self.client_function(function)
         call_id, answer = peer.pending.open(declared.result)
         frame = encode({"jsonrpc": "2.0", "id": call_id, "method": function, "params": list(args)})
         if not peer.outbox.put(frame):
@@ -189,13 +189,32 @@ class Hub:
                 self._send_to(peer, frame)
             return
         group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
-        self._share(frame, group, without, change)
+        self._deliver_here(frame, group, without)
+        self.cluster.state.wrote(scope, change["path"], change.get("value"),
+                                 bool(change.get("deleted")), without)
+
+    def apply_shared_variable(
+        self, scope: str, path: str, value: Any, deleted: bool, without: str | None
+    ) -> None:
+        """A shared variable's value changed on another node (or in Redis): store, deliver."""
+        store = self.variables.scope(scope)
+        if deleted:
+            store.pop(path, None)
+            frame = notification("now.del", {"scope": scope, "path": path})
+        else:
+            store[path] = value
+            frame = notification("now.set", {"scope": scope, "path": path, "value": value})
+        group = None if scope == EVERYONE else scope[len(GROUP_PREFIX) :]
+        self._deliver_here(frame, group, without)
+        if group is not None and not store and not self.registry.has_group(group):
+            self.variables.drop_group(group)  # nothing left to cache for a group not here
 
     # Groups ---------------------------------------------------------------------------
 
     def join(self, peer: Peer, group: str) -> None:
         if self.registry.join(peer, group):
             self.history.record_membership(peer.client_id, peer.groups - {group}, peer.groups)
+            self.cluster.presence.update(peer)
             self._refresh_token(peer)
             values = self.variables.snapshot(peer.client_id, {group})["groups"].get(group)
             for path, value in (values or {}).items():
@@ -215,9 +234,11 @@ class Hub:
             peer.outbox.put(notification("now.del", {"scope": scope, "path": path}))
         if self.registry.leave(peer, group):
             self._drop_group(group)
+        self.cluster.presence.update(peer, left_group=group)
         self._refresh_token(peer)
 
     def remove(self, peer: Peer) -> None:
+        self.cluster.presence.remove(peer)
         for group in self.registry.remove(peer):
             self._drop_group(group)
         # Recorded, not sent (no one holds them now): a client that resumes and is replayed
@@ -229,7 +250,13 @@ class Hub:
         self.variables.drop_client(peer.client_id)
 
     def _drop_group(self, group: str) -> None:
-        """The group's last member left: its variables go (recorded as deletions too)."""
+        """The group's last member here left: its variables go (recorded as deletions too).
+
+        In a cluster the group may have members elsewhere: its variables then expire in Redis
+        once no node renews them, and leave this cache with them (nowgate.shared_state).
+        """
+        if self.cluster.state.keeps_group(group):
+            return
         scope = GROUP_PREFIX + group
         for path in self.variables.scope(scope):
             self.history.record(notification("now.del", {"scope": scope, "path": path}), group)

@@ -41,6 +41,11 @@ class Metrics:
             "nowgate_handler_seconds", "Handler run time", ["function"], registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10),
         )
+        self.cluster_redis_errors = Counter(
+            "nowgate_cluster_redis_errors_total",
+            "Redis operations of the cluster that failed (Redis unreachable), by part",
+            ["part"], registry=r,
+        )
         self.security_events = Counter(
             "nowgate_security_events_total", "Audit events, by kind", ["event"], registry=r
         )

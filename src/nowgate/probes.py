@@ -31,11 +31,11 @@ class HealthProbes:
         else:
             await self._app(scope, receive, send)
 
-
     async def _ready(self, send: Send) -> None:
         hub = self._hub
+        # Public and outside the Host check (load balancers call it): no counts here, the
+        # metrics listener has them.
         state: dict[str, object] = {
-            "connections": len(hub.connections),
             "backplane": "connected" if hub.backplane.connected else "disconnected",
             "rate_limits": "local" if hub.limiter.counting_locally else "configured",
         }

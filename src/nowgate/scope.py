@@ -9,7 +9,9 @@ function on each member without waiting (one encode, one message per receiver), 
 `delete()` write a shared variable of that scope (one value per scope: an audience that
 excludes the caller stores it for everyone and only skips the caller's `now.set`, since the
 caller holds the value it wrote). `ctx.client` is the caller, and
-`ctx.find(client_id)` any connected client: `await client.call(...)` awaits its answer.
+`await ctx.find(client_id)` any connected client, on any node of a cluster:
+`await client.call(...)` awaits its answer. `await audience.member_ids()` and `count()` are
+presence, cluster-wide; `ctx.lock(name, seconds)` a lease (`nowgate.locks`).
 Identities, groups and roles are only ever changed here, by server code.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .locks import Lease
+from .presence import PresenceRecord
 from .registry import Peer
 from .variables import CLIENT, EVERYONE, GROUP_PREFIX
 
@@ -37,6 +41,20 @@ class Audience:
     def client_ids(self) -> list[str]:
         """The members connected to this node."""
         return [peer.client_id for peer in self._hub.registry.audience(self._group, self._without)]
+
+    async def member_ids(self) -> list[str]:
+        """The members connected to any node of the cluster (sorted).
+
+        From presence: a client that connected or joined on another node a moment ago may
+        be missing for a few milliseconds, one whose node died is listed for at most
+        2 x `cluster_heartbeat_interval`. While Redis is away: this node's members only.
+        """
+        ids = await self._hub.cluster.presence.member_ids(self._group)
+        return [client_id for client_id in ids if client_id != self._without]
+
+    async def count(self) -> int:
+        """How many members are connected to any node of the cluster."""
+        return len(await self.member_ids())
 
     def excluding(self, client_id: str) -> Audience:
         return Audience(self._hub, self._group, client_id)
@@ -123,6 +141,46 @@ class Client:
         return self._hub.variables.scope(CLIENT, self._peer.client_id).get(path, default)
 
 
+class RemoteClient:
+    """A client connected to another node of the cluster, as `ctx.find()` returns it.
+
+    It can be called and notified like a local client; its groups and variables can only
+    be changed by the node it is connected to (a handler there).
+    """
+
+    def __init__(self, hub: Hub, record: PresenceRecord) -> None:
+        self._hub = hub
+        self._record = record
+
+    @property
+    def client_id(self) -> str:
+        return self._record.client_id
+
+    @property
+    def user(self) -> str | None:
+        return self._record.user
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self._record.roles
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """Its groups when it was looked up."""
+        return self._record.groups
+
+    def notify(self, function: str, *args: Any) -> bool:
+        """Call a client function without awaiting an answer (through its node)."""
+        return self._hub.cluster.calls.notify(self._record, function, args)
+
+    async def call(self, function: str, *args: Any) -> Any:
+        """Call a client function and await its validated answer, through its node.
+
+        Raises ClientCallError as for a local client; also at once if its node is gone.
+        """
+        return await self._hub.cluster.calls.call(self._record, function, args)
+
+
 class Context:
     """What a handler or hook receives as its first argument."""
 
@@ -147,9 +205,22 @@ class Context:
     def group(self, name: str, *, include_self: bool = True) -> Audience:
         return Audience(self._hub, name, None if include_self else self.client_id)
 
-    def find(self, client_id: str) -> Client | None:
+    async def find(self, client_id: str) -> Client | RemoteClient | None:
+        """A connected client by id, on this node or (with a cluster) any other; else None."""
         peer = self._hub.registry.get(client_id)
-        return Client(self._hub, peer) if peer else None
+        if peer is not None:
+            return Client(self._hub, peer)
+        record = await self._hub.cluster.presence.record(client_id)
+        return RemoteClient(self._hub, record) if record is not None else None
+
+    def lock(self, name: str, seconds: float) -> Lease:
+        """The lease `name`, on behalf of the caller (cluster-wide with a cluster).
+
+        `await lease.acquire()` takes (or renews) it for `seconds`, `await lease.release()`
+        gives it up, `await lease.holder()` says who holds it; see `nowgate.locks`.
+        """
+        return Lease(self._hub.cluster.locks, name, self.client_id, seconds)
 
     def group_names(self) -> list[str]:
+        """The groups with members on this node."""
         return self._hub.registry.group_names()

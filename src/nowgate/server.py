@@ -42,6 +42,8 @@ class GatewayServer(uvicorn.Server):
         for server in self.servers:
             server.close()  # stop accepting first, so no one connects to a draining node
         log.info("draining %d connections", len(self._hub.connections))
+        # Its clients leave cluster presence first, so they can resume on another node.
+        await self._hub.cluster.withdraw()
         await self._hub.connections.drain(self._hub.settings.shutdown_grace)
         await super().shutdown(sockets)
 
@@ -153,11 +155,19 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def serve(app: ASGIApp, gateway: Gateway, host: str, port: int) -> None:
-    """Run `app` (which includes `gateway.router`) until SIGTERM or SIGINT, then drain."""
+def serve(
+    app: ASGIApp,
+    gateway: Gateway,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Run `app` (which includes `gateway.router`) until SIGTERM or SIGINT, then drain.
+
+    `sockets`: an already listening socket to accept from (`nowgate serve --workers`)."""
     settings = gateway.settings
     if settings.metrics_port is not None:
         METRICS.serve(settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     config = uvicorn_config(WebSocketFastPath(app, gateway), settings, host, port)
-    GatewayServer(config, gateway.hub).run()
+    GatewayServer(config, gateway.hub).run(sockets)

@@ -207,6 +207,10 @@ class Session:
             and not await self._take_over(claims.client_id)
         ):
             claims = None  # a duplicated tab, or a race lost: a fresh identity
+        if claims is not None and not await self.hub.cluster.presence.claim(
+            claims.client_id, principal.user
+        ):
+            claims = None  # connected on another node of the cluster: a fresh identity too
         foreign = None
         if claims is not None and isinstance(params.recover, RecoverFrom):
             foreign = await self._read_foreign(params.recover)
@@ -309,6 +313,7 @@ class Session:
         if claims is not None and resumed:
             for group in claims.groups:
                 hub.registry.join(peer, group)
+        hub.cluster.presence.update(peer)
         self.peer = peer
         self.context = Context(hub, peer)
         self.state = State.OPEN

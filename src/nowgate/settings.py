@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         None, description="Redis URL of the backplane that fans out across gateway processes; "
         "unset: one process"
     )
+    cluster_heartbeat_interval: float = Field(
+        5.0, gt=0, le=300, description="seconds between a node's refreshes of its clients' "
+        "presence in Redis; a dead node's clients (and their calls and group membership) "
+        "disappear from the cluster within 2 x this"
+    )
+    cluster_max_remote_calls: int = Field(
+        1_024, ge=1, description="server->client calls to clients of other nodes awaiting "
+        "an answer on this node"
+    )
     rate_limit_storage: str = Field(
         "memory://", description="limits storage URI: memory:// or redis://host:port; while "
         "a shared storage is unreachable, each node counts in its own memory"
@@ -91,7 +100,7 @@ class Settings(BaseSettings):
         "(backoff from 0.1 s); a shared rate-limit storage is re-checked as often"
     )
     backplane_buffer_bytes: int = Field(
-        8 * 1024 * 1024, ge=0, description="bytes of broadcasts and variable writes held for "
+        8 * 1024 * 1024, ge=0, description="bytes of broadcasts held for "
         "other nodes while Redis is unreachable; past it the oldest are dropped (counted)"
     )
     backplane_buffer_seconds: float = Field(

@@ -2,7 +2,8 @@
 
 `render_config()` takes the production file, drops its comments and replaces only what cannot
 work in a test: the user, pid/log paths, certificate paths, the ACME webroot, listen ports
-(IPv6 ones removed), the upstream port and the placeholder host name; it adds `daemon off;`
+(IPv6 ones removed), the upstream server (one, or several for a cluster) and the placeholder
+host name; it adds `daemon off;`
 and temp paths under the test's directory. Every
 proxy directive (headers, upgrade, timeouts, limits, TLS settings) is the deployed one, and
 each replacement must match, so the test fails loudly if the file drifts from what it expects.
@@ -20,6 +21,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -87,7 +89,7 @@ def render_config(
     source: str,
     directory: Path,
     *,
-    upstream_port: int,
+    upstream_port: int | Sequence[int],
     http_port: int,
     https_port: int,
     certificate: Certificate,
@@ -108,8 +110,9 @@ def render_config(
     ):
         # A whole directive; \s+ after the name keeps ssl_certificate off ssl_certificate_key.
         text = _replace(rf"^(\s*){name}\s+[^;]*;", rf"\g<1>{name} {value};", text, name)
-    text = _replace(re.escape(UPSTREAM_PLACEHOLDER), f"server 127.0.0.1:{upstream_port};",
-                    text, "the upstream server")  # fmt: skip
+    ports = [upstream_port] if isinstance(upstream_port, int) else list(upstream_port)
+    servers = " ".join(f"server 127.0.0.1:{port};" for port in ports)
+    text = _replace(re.escape(UPSTREAM_PLACEHOLDER), servers, text, "the upstream server")
     text = _replace(rf"\b{re.escape(PLACEHOLDER_HOST)}\b", host, text, "the placeholder host")
     text = _replace(r"^\s*listen \[::\]:\d+[^;]*;\n", "", text, "IPv6 listens")
     text = _replace(r"^(\s*)listen 80\b", rf"\g<1>listen 127.0.0.1:{http_port}", text, "port 80")
@@ -144,9 +147,10 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float)
 
 
 class Nginx:
-    """deploy/nginx.conf in front of the gateway on `upstream_port`, on two loopback ports."""
+    """deploy/nginx.conf in front of the gateway on `upstream_port` (or the cluster of
+    gateways on those ports), on two loopback ports."""
 
-    def __init__(self, upstream_port: int, config: str | None = None) -> None:
+    def __init__(self, upstream_port: int | Sequence[int], config: str | None = None) -> None:
         self.upstream_port = upstream_port
         self.source = DEPLOY_CONFIG.read_text(encoding="utf-8") if config is None else config
         self.http_port = free_port()
