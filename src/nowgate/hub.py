@@ -91,9 +91,16 @@ class Hub:
         return self._send_to(peer, notification(function, list(args)))
 
     def _send_to(self, peer: Peer, text: str) -> bool:
-        """A recorded message to one client."""
+        """A recorded message to one client; True when it will reach the client.
+
+        A client that opted in to recovery gets a recorded message on resume even when its
+        connection is closing now, so that counts as accepted: a handler that retried on
+        False would make it arrive twice.
+        """
         seq = self.history.record(text, client=peer.client_id)
-        return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
+        if peer.outbox.positions:
+            return peer.outbox.put(with_seq(text, seq)) or self.history.enabled
+        return peer.outbox.put(text)
 
     def _share(self, frame: str, group: str | None, without: str | None) -> int:
         """Number, publish to the other nodes (with that number) and deliver here."""

@@ -1,4 +1,4 @@
-/*! nowgate browser client: the shared `now` namespace over JSON-RPC 2.0 WebSockets (PROTOCOL.md v1).
+/*! nowgate browser client: the shared `now` namespace over JSON-RPC 2.0 WebSockets (docs/protocol.md, version 1).
  *
  * One source, two forms (both served by the gateway under /nowjs/):
  * - now.mjs, the ES module (the source):
