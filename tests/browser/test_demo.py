@@ -18,21 +18,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
 from playwright.async_api import Error as PlaywrightError
 
 from tests.support.gateway import Gateway
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 10_000
 
@@ -40,10 +30,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.asyncio(loop_scope="module"),
 ]
-
-if not Path(CHROMIUM).exists():
-    # Never a skip: the README's test command installs Debian's chromium when it is missing.
-    raise RuntimeError(f"{CHROMIUM} is missing: run scripts/test, which installs chromium")
 
 # Runs before the page's own scripts, outside its CSP: records every CSP violation.
 RECORD_VIOLATIONS = """
@@ -82,16 +68,6 @@ class DemoPage:
     async def violations(self) -> list[str]:
         result: list[str] = await self.page.evaluate("() => window.__violations")
         return result
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -7,23 +7,15 @@ a second page: the module form works in a browser, not only in Node.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.support.gateway import Gateway
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-if not Path(CHROMIUM).exists():
-    raise RuntimeError(f"{CHROMIUM} is missing: run scripts/test, which installs chromium")
 
 INDEX = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>module page</title>
@@ -65,16 +57,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     (folder / "page.mjs").write_text(PAGE, encoding="utf-8")
     with Gateway(env={"NOWGATE_STATIC_DIR": str(folder)}) as gateway:
         yield gateway
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 async def open_page(chromium: Browser, site: Gateway, errors: list[str]) -> Page:

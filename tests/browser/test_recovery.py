@@ -14,27 +14,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from nowgate.client import NowClient, connect
 from tests.support.gateway import Gateway
 from tests.support.relay import Relay
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HISTORY_SIZE = 60  # events the gateway keeps; syncPosition's rate limit is 150/second
 DOWN_SECONDS = 2.0
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-if not Path(CHROMIUM).exists():
-    raise RuntimeError(f"{CHROMIUM} is missing: run scripts/test, which installs chromium")
 
 INDEX = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>recovery page</title>
@@ -67,16 +61,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     env = {"NOWGATE_STATIC_DIR": str(folder), "NOWGATE_HISTORY_SIZE": str(HISTORY_SIZE)}
     with Gateway(env=env) as gateway:
         yield gateway
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
