@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from nowgate.errors import NormalClosure
 from nowgate.fanout import Outbox
 from nowgate.hub import Hub
 from nowgate.naming import check_variable_name
@@ -392,20 +391,3 @@ async def test_others_set_skips_the_writer_on_other_nodes_too(
     assert await frames_of(stale) == []
     assert [f["params"]["value"] for f in await frames_of(reader)] == [7]
 
-
-def test_a_message_to_a_closing_recovering_client_counts_as_accepted(
-    chat_policy: Policy,
-) -> None:
-    # The message is in the history and reaches the client on resume: a handler told False
-    # would retry and the client would get it twice.
-    hub = Hub(Settings(secret_keys=("k" * 32,)), chat_policy)
-    recovering, plain = make_peer("c-recovering"), make_peer("c-plain")
-    recovering.outbox.positions = True
-    for peer in (recovering, plain):
-        hub.registry.add(peer)
-        peer.outbox.close(NormalClosure())
-    assert hub.notify(recovering, "message", ("hi",)) is True
-    assert hub.notify(plain, "message", ("hi",)) is False  # nothing will deliver it
-    without_history = Hub(Settings(secret_keys=("k" * 32,), history_size=0), chat_policy)
-    without_history.registry.add(recovering)
-    assert without_history.notify(recovering, "message", ("hi",)) is False

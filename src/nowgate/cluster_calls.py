@@ -121,10 +121,9 @@ class RemoteCalls:
                 else:
                     future.set_result(message.get("result"))
         elif kind == "notify":
-            peer = self._hub.registry.get(str(message["client"]))
             frame = message["frame"]
-            if peer is not None and isinstance(frame, str):
-                peer.outbox.put(frame)
+            if isinstance(frame, str):
+                self._hub.receive_for_client(str(message["client"]), frame)
         elif kind == "call":
             task = asyncio.create_task(self._serve(message))
             self._serving.add(task)

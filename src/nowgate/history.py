@@ -147,11 +147,6 @@ class MemoryHistory:
     def last_seq(self) -> int:
         return self._seq
 
-    @property
-    def enabled(self) -> bool:
-        """Whether events are kept at all (`history_size` 0 turns recovery off)."""
-        return self._size > 0
-
     def record(
         self, text: str, group: str | None = None, client: str | None = None,
         without: str | None = None, origin: tuple[str, int] | None = None, shared: bool = False,

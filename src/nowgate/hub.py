@@ -91,16 +91,24 @@ class Hub:
         return self._send_to(peer, notification(function, list(args)))
 
     def _send_to(self, peer: Peer, text: str) -> bool:
-        """A recorded message to one client; True when it will reach the client.
+        """A recorded message to one client; False when it could not be queued now.
 
-        A client that opted in to recovery gets a recorded message on resume even when its
-        connection is closing now, so that counts as accepted: a handler that retried on
-        False would make it arrive twice.
+        False while the client's connection is closing: a client that opted in to recovery
+        may still get it on resume (it is in the history), so a handler that retries on
+        False can make it arrive twice; across nodes the replay may not hold it.
         """
         seq = self.history.record(text, client=peer.client_id)
-        if peer.outbox.positions:
-            return peer.outbox.put(with_seq(text, seq)) or self.history.enabled
-        return peer.outbox.put(text)
+        return peer.outbox.put(with_seq(text, seq) if peer.outbox.positions else text)
+
+    def receive_for_client(self, client_id: str, text: str) -> None:
+        """A message another node's handler sent to a client of this node: recorded as one
+        sent here, so a resume (here or on another node) replays it; kept for the client's
+        resume even when it left a moment ago (the sender's presence was not yet stale)."""
+        peer = self.registry.get(client_id)
+        if peer is not None:
+            self._send_to(peer, text)
+        else:
+            self.history.record(text, client=client_id)
 
     def _share(self, frame: str, group: str | None, without: str | None) -> int:
         """Number, publish to the other nodes (with that number) and deliver here."""
